@@ -1,0 +1,1 @@
+"""Local mode: run a LoadTest on one machine with an embedded Redis."""

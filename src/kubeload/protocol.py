@@ -1,0 +1,119 @@
+"""The Redis protocol between the operator (or local runner), the refresher and the workers.
+
+Every key of one run lives under `kubeload:{<namespace>/<name>/<runId>}:` (the braces make it
+one Redis Cluster hash slot), so runs never collide and one Redis serves many tests.
+
+| key / channel                         | type    | writer              | readers            |
+| ------------------------------------- | ------- | ------------------- | ------------------ |
+| `…:token`                             | hash    | refresher           | workers, operator  |
+|    fields: token, version, expiresAt, obtainedAt (epoch seconds), header (pre-built value)  |
+| `…:token:events`                      | channel | refresher           | workers            |
+|    message: the new version number (decimal)                                                |
+| `…:token:refresh-requests`            | stream  | workers (on 401)    | refresher          |
+|    entry: {version: <the version that got 401>, worker: <id>}; one forced refresh/version   |
+| `…:token:stats`                       | hash    | refresher           | operator, runner   |
+|    fields: refreshes, failures, forced, lastError, holder, state                            |
+| `…:lease:refresher`                   | string  | refresher (SET NX PX)| refresher         |
+| `…:plan`                              | string  | operator / runner   | workers            |
+|    JSON of `Plan`                                                                           |
+| `…:stop`                              | string  | operator / runner   | workers            |
+|    a reason; its presence stops the run (checked every metrics interval + pub/sub)        |
+| `…:control` (channel)                 | channel | operator / runner   | workers            |
+|    "stop" or "plan" (re-read the plan)                                                      |
+| `…:metrics`                           | stream  | workers             | operator / runner  |
+|    entry: {worker, process, seq, payload (JSON of an interval delta)}                      |
+| `…:workers:<index>`                   | string  | workers             | operator / runner  |
+|    heartbeat JSON {pid, processes, vus, at}, TTL 3 metrics intervals                       |
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["METRICS_STREAM_MAXLEN", "Plan", "RunKeys"]
+
+METRICS_STREAM_MAXLEN = 100_000
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """Key names of one run."""
+
+    namespace: str
+    name: str
+    run_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"kubeload:{{{self.namespace}/{self.name}/{self.run_id}}}:"
+
+    @property
+    def token(self) -> str:
+        return self.prefix + "token"
+
+    @property
+    def token_events(self) -> str:
+        return self.prefix + "token:events"
+
+    @property
+    def refresh_requests(self) -> str:
+        return self.prefix + "token:refresh-requests"
+
+    @property
+    def token_stats(self) -> str:
+        return self.prefix + "token:stats"
+
+    @property
+    def refresher_lease(self) -> str:
+        return self.prefix + "lease:refresher"
+
+    @property
+    def plan(self) -> str:
+        return self.prefix + "plan"
+
+    @property
+    def stop(self) -> str:
+        return self.prefix + "stop"
+
+    @property
+    def control(self) -> str:
+        return self.prefix + "control"
+
+    @property
+    def metrics(self) -> str:
+        return self.prefix + "metrics"
+
+    def worker(self, index: int) -> str:
+        return f"{self.prefix}workers:{index}"
+
+    @property
+    def workers_pattern(self) -> str:
+        return self.prefix + "workers:*"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every worker needs to compute its share of the load as a function of time.
+
+    `spec` is the LoadTest spec on the wire (camelCase JSON). `workers` is the number of worker
+    pods (local mode: worker processes groups) the load is split across; `scaling` says whether
+    all of them run from the start (`fixed`) or their number follows the stages (`stages`).
+    """
+
+    run_id: str
+    start_at: float  # epoch seconds; load starts here, a late worker joins where the plan is
+    workers: int
+    spec: dict[str, Any]
+    scaling: str = "fixed"
+    metrics_interval: float = 2.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Plan:
+        data = json.loads(text)
+        return cls(**data)

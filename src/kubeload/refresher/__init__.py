@@ -1,0 +1,1 @@
+"""The token refresher: one shared token for every VU."""

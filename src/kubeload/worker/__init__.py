@@ -1,0 +1,1 @@
+"""VU workers: the load engine."""
