@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.procs import RedisServer, redis_server  # noqa: E402
+from support.procs import RedisServer, redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 

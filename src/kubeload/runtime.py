@@ -17,7 +17,7 @@ from .protocol import RunKeys
 __all__ = ["RuntimeConfig", "add_runtime_arguments"]
 
 ENV_REDIS_URL = "KUBELOAD_REDIS_URL"
-ENV_REDIS_PASSWORD = "KUBELOAD_REDIS_PASSWORD"  # noqa: S105 - the variable's name, not a secret
+ENV_REDIS_PASSWORD = "KUBELOAD_REDIS_PASSWORD"
 ENV_RUN = "KUBELOAD_RUN"
 ENV_SPEC = "KUBELOAD_SPEC"
 

@@ -42,7 +42,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith("function-") or part in ("literal", "str", "int"):
+        elif part.startswith("function-") or part in ("literal", "str", "int", "[key]"):
             continue  # pydantic's internal validator names are not fields
         else:
             out += f".{part}" if out else part
@@ -94,7 +94,8 @@ def load_manifests(path: Path) -> list[LoadTest]:
         raise ManifestError(source, [FieldError("", f"not valid YAML: {exc}")]) from None
     if not documents:
         raise ManifestError(source, [FieldError("", "the file holds no document")])
-    tests, errors = [], []
+    tests: list[LoadTest] = []
+    errors: list[FieldError] = []
     for index, document in enumerate(documents):
         try:
             tests.append(parse_loadtest(document, source))

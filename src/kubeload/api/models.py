@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from .base import ApiModel, Rule
 from .durations import DURATION_PATTERN, parse_duration
@@ -59,7 +59,9 @@ HeaderValue = Annotated[str, Field(max_length=4096, pattern=HEADER_VALUE_PATTERN
 Headers = Annotated[dict[HeaderName, HeaderValue], Field(max_length=64)]
 K8sName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 EnvName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-LabelMap = Annotated[dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=4096)]], Field(max_length=64)]
+LabelMap = Annotated[
+    dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=4096)]], Field(max_length=64)
+]
 
 _POSITIVE_DURATION = "self.matches('[1-9]')"  # at least one non-zero digit: 0s, 0.0m are refused
 
@@ -109,17 +111,19 @@ class Target(ApiModel):
     """Skip TLS certificate verification (for self-signed staging endpoints). Default false."""
 
     rules = (
-        Rule(cel="!has(self.timeout) || " + _POSITIVE_DURATION.replace("self", "self.timeout"),
-             message="timeout must be positive", check=lambda t: _positive(t.timeout), field="timeout"),
+        Rule(
+            cel="!has(self.timeout) || " + _POSITIVE_DURATION.replace("self", "self.timeout"),
+            message="timeout must be positive",
+            check=lambda t: _positive(t.timeout),
+            field="timeout",
+        ),
     )
 
 
 class Expect(ApiModel):
     """What counts as a successful response."""
 
-    status: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(max_length=64)] = Field(
-        default_factory=list
-    )
+    status: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(max_length=64)] = Field(default_factory=list)
     """Accepted status codes. Empty (the default) accepts 200-399, as k6 does."""
 
     def accepts(self, code: int) -> bool:
@@ -147,8 +151,12 @@ class RequestSpec(ApiModel):
     """Accepted responses; anything else counts in `http_req_failed` with reason `status`."""
 
     rules = (
-        Rule(cel="!(has(self.body) && has(self.json))", message="set at most one of body and json",
-             check=lambda r: r.body is None or r.json_body is None, field="json"),
+        Rule(
+            cel="!(has(self.body) && has(self.json))",
+            message="set at most one of body and json",
+            check=lambda r: r.body is None or r.json_body is None,
+            field="json",
+        ),
     )
 
 
@@ -163,8 +171,12 @@ class Stage(ApiModel):
     """Optional name shown in status and progress (default `stage-<n>`)."""
 
     rules = (
-        Rule(cel=_POSITIVE_DURATION.replace("self", "self.duration"), message="a stage's duration must be positive",
-             check=lambda s: _positive(s.duration), field="duration"),
+        Rule(
+            cel=_POSITIVE_DURATION.replace("self", "self.duration"),
+            message="a stage's duration must be positive",
+            check=lambda s: _positive(s.duration),
+            field="duration",
+        ),
     )
 
 
@@ -208,35 +220,57 @@ class Load(ApiModel):
     """Time in-flight iterations have to finish at the end or on abort."""
 
     rules = (
-        Rule(cel="!(self.executor == 'constant-vus') || (has(self.vus) && has(self.duration))",
-             message="constant-vus needs vus and duration",
-             check=lambda m: m.executor != "constant-vus" or (m.vus is not None and m.duration is not None),
-             field="vus"),
-        Rule(cel="!(self.executor == 'constant-arrival-rate') || (has(self.rate) && has(self.duration))",
-             message="constant-arrival-rate needs rate and duration",
-             check=lambda m: m.executor != "constant-arrival-rate" or (m.rate is not None and m.duration is not None),
-             field="rate"),
-        Rule(cel="!self.executor.startsWith('ramping') || (has(self.stages) && size(self.stages) > 0)",
-             message="ramping executors need at least one stage",
-             check=lambda m: not m.executor.startswith("ramping") or len(m.stages) > 0,
-             field="stages"),
-        Rule(cel="!has(self.duration) || " + _POSITIVE_DURATION.replace("self", "self.duration"),
-             message="duration must be positive", check=lambda m: _positive(m.duration), field="duration"),
-        Rule(cel="!has(self.maxVUs) || !has(self.startVUs) || self.startVUs <= self.maxVUs",
-             message="startVUs must not exceed maxVUs",
-             check=lambda m: m.max_vus is None or m.start_vus <= m.max_vus, field="startVUs"),
-        Rule(cel="!has(self.maxVUs) || !has(self.preAllocatedVUs) || self.preAllocatedVUs <= self.maxVUs",
-             message="preAllocatedVUs must not exceed maxVUs",
-             check=lambda m: m.max_vus is None or m.pre_allocated_vus is None or m.pre_allocated_vus <= m.max_vus,
-             field="preAllocatedVUs"),
-        Rule(cel="self.executor != 'ramping-vus' || !has(self.maxVUs) || !has(self.stages) "
-                 "|| self.stages.all(s, s.target <= self.maxVUs)",
-             message="a ramping-vus stage target must not exceed maxVUs",
-             check=lambda m: m.executor != "ramping-vus" or m.max_vus is None
-             or all(s.target <= m.max_vus for s in m.stages),
-             field="stages"),
-        Rule(cel="!has(self.timeUnit) || " + _POSITIVE_DURATION.replace("self", "self.timeUnit"),
-             message="timeUnit must be positive", check=lambda m: _positive(m.time_unit), field="timeUnit"),
+        Rule(
+            cel="!(self.executor == 'constant-vus') || (has(self.vus) && has(self.duration))",
+            message="constant-vus needs vus and duration",
+            check=lambda m: m.executor != "constant-vus" or (m.vus is not None and m.duration is not None),
+            field="vus",
+        ),
+        Rule(
+            cel="!(self.executor == 'constant-arrival-rate') || (has(self.rate) && has(self.duration))",
+            message="constant-arrival-rate needs rate and duration",
+            check=lambda m: m.executor != "constant-arrival-rate" or (m.rate is not None and m.duration is not None),
+            field="rate",
+        ),
+        Rule(
+            cel="!self.executor.startsWith('ramping') || (has(self.stages) && size(self.stages) > 0)",
+            message="ramping executors need at least one stage",
+            check=lambda m: not m.executor.startswith("ramping") or len(m.stages) > 0,
+            field="stages",
+        ),
+        Rule(
+            cel="!has(self.duration) || " + _POSITIVE_DURATION.replace("self", "self.duration"),
+            message="duration must be positive",
+            check=lambda m: _positive(m.duration),
+            field="duration",
+        ),
+        Rule(
+            cel="!has(self.maxVUs) || !has(self.startVUs) || self.startVUs <= self.maxVUs",
+            message="startVUs must not exceed maxVUs",
+            check=lambda m: m.max_vus is None or m.start_vus <= m.max_vus,
+            field="startVUs",
+        ),
+        Rule(
+            cel="!has(self.maxVUs) || !has(self.preAllocatedVUs) || self.preAllocatedVUs <= self.maxVUs",
+            message="preAllocatedVUs must not exceed maxVUs",
+            check=lambda m: m.max_vus is None or m.pre_allocated_vus is None or m.pre_allocated_vus <= m.max_vus,
+            field="preAllocatedVUs",
+        ),
+        Rule(
+            cel="self.executor != 'ramping-vus' || !has(self.maxVUs) || !has(self.stages) "
+            "|| self.stages.all(s, s.target <= self.maxVUs)",
+            message="a ramping-vus stage target must not exceed maxVUs",
+            check=lambda m: (
+                m.executor != "ramping-vus" or m.max_vus is None or all(s.target <= m.max_vus for s in m.stages)
+            ),
+            field="stages",
+        ),
+        Rule(
+            cel="!has(self.timeUnit) || " + _POSITIVE_DURATION.replace("self", "self.timeUnit"),
+            message="timeUnit must be positive",
+            check=lambda m: _positive(m.time_unit),
+            field="timeUnit",
+        ),
     )
 
     @property
@@ -292,7 +326,9 @@ class Auth(ApiModel):
     """grant request: the request that returns the token."""
     token_path: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = "access_token"
     """Dotted path to the token in the JSON response."""
-    expires_in_path: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = "expires_in"
+    expires_in_path: Annotated[str, Field(max_length=256, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = (
+        "expires_in"
+    )
     """Dotted path to the lifetime in seconds in the JSON response."""
     lifetime: Duration = "5m"
     """Lifetime assumed when the response carries none at `expiresInPath`."""
@@ -309,23 +345,44 @@ class Auth(ApiModel):
     `Continue` (requests then fail with 401 and are counted)."""
 
     rules = (
-        Rule(cel="self.grant == 'request' || has(self.tokenURL)", message="this grant needs tokenURL",
-             check=lambda a: a.grant == "request" or a.token_url is not None, field="tokenURL"),
-        Rule(cel="self.grant != 'request' || has(self.request)", message="grant request needs request",
-             check=lambda a: a.grant != "request" or a.request is not None, field="request"),
-        Rule(cel="self.grant != 'client_credentials' || (has(self.clientID) && has(self.clientSecret))",
-             message="grant client_credentials needs clientID and clientSecret",
-             check=lambda a: a.grant != "client_credentials" or (a.client_id is not None and a.client_secret is not None),
-             field="clientSecret"),
-        Rule(cel="self.grant != 'password' || (has(self.username) && has(self.password))",
-             message="grant password needs username and password",
-             check=lambda a: a.grant != "password" or (a.username is not None and a.password is not None),
-             field="password"),
-        Rule(cel="self.grant != 'refresh_token' || has(self.refreshToken)",
-             message="grant refresh_token needs refreshToken",
-             check=lambda a: a.grant != "refresh_token" or a.refresh_token is not None, field="refreshToken"),
-        Rule(cel="!has(self.lifetime) || " + _POSITIVE_DURATION.replace("self", "self.lifetime"),
-             message="lifetime must be positive", check=lambda a: _positive(a.lifetime), field="lifetime"),
+        Rule(
+            cel="self.grant == 'request' || has(self.tokenURL)",
+            message="this grant needs tokenURL",
+            check=lambda a: a.grant == "request" or a.token_url is not None,
+            field="tokenURL",
+        ),
+        Rule(
+            cel="self.grant != 'request' || has(self.request)",
+            message="grant request needs request",
+            check=lambda a: a.grant != "request" or a.request is not None,
+            field="request",
+        ),
+        Rule(
+            cel="self.grant != 'client_credentials' || (has(self.clientID) && has(self.clientSecret))",
+            message="grant client_credentials needs clientID and clientSecret",
+            check=lambda a: (
+                a.grant != "client_credentials" or (a.client_id is not None and a.client_secret is not None)
+            ),
+            field="clientSecret",
+        ),
+        Rule(
+            cel="self.grant != 'password' || (has(self.username) && has(self.password))",
+            message="grant password needs username and password",
+            check=lambda a: a.grant != "password" or (a.username is not None and a.password is not None),
+            field="password",
+        ),
+        Rule(
+            cel="self.grant != 'refresh_token' || has(self.refreshToken)",
+            message="grant refresh_token needs refreshToken",
+            check=lambda a: a.grant != "refresh_token" or a.refresh_token is not None,
+            field="refreshToken",
+        ),
+        Rule(
+            cel="!has(self.lifetime) || " + _POSITIVE_DURATION.replace("self", "self.lifetime"),
+            message="lifetime must be positive",
+            check=lambda a: _positive(a.lifetime),
+            field="lifetime",
+        ),
     )
 
     def credentials(self) -> dict[str, Credential]:
@@ -344,47 +401,82 @@ class Toleration(ApiModel):
     """A Kubernetes toleration."""
 
     key: Annotated[str, Field(max_length=317)] | None = None
+    """Taint key; empty with `Exists` tolerates everything."""
     operator: Literal["Exists", "Equal"] | None = None
+    """`Exists` or `Equal` (default)."""
     value: Annotated[str, Field(max_length=63)] | None = None
+    """Taint value for `Equal`."""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect; empty matches all."""
     toleration_seconds: Annotated[int, Field(ge=0, le=86400 * 365)] | None = None
+    """For `NoExecute`: how long the pod stays bound after the taint appears."""
 
 
 class ResourceRequirements(ApiModel):
     """CPU and memory for a container, as in Kubernetes (`{limits: {cpu: "1"}}`)."""
 
-    limits: Annotated[dict[Literal["cpu", "memory", "ephemeral-storage"], Annotated[str, Field(max_length=32, pattern=r"^[0-9.]+[A-Za-z]*$")]], Field(max_length=3)] = Field(default_factory=dict)
-    requests: Annotated[dict[Literal["cpu", "memory", "ephemeral-storage"], Annotated[str, Field(max_length=32, pattern=r"^[0-9.]+[A-Za-z]*$")]], Field(max_length=3)] = Field(default_factory=dict)
+    limits: Annotated[
+        dict[
+            Literal["cpu", "memory", "ephemeral-storage"],
+            Annotated[str, Field(max_length=32, pattern=r"^[0-9.]+[A-Za-z]*$")],
+        ],
+        Field(max_length=3),
+    ] = Field(default_factory=dict)
+    """Upper bounds, e.g. `{cpu: "1", memory: 512Mi}`."""
+    requests: Annotated[
+        dict[
+            Literal["cpu", "memory", "ephemeral-storage"],
+            Annotated[str, Field(max_length=32, pattern=r"^[0-9.]+[A-Za-z]*$")],
+        ],
+        Field(max_length=3),
+    ] = Field(default_factory=dict)
+    """What the scheduler reserves, e.g. `{cpu: 500m, memory: 256Mi}`."""
 
 
 class EnvVar(ApiModel):
     """An environment variable for the worker pods: a `value` or a `secretKeyRef`."""
 
     name: EnvName
+    """Variable name."""
     value: Annotated[str, Field(max_length=32768)] | None = None
+    """Literal value."""
     secret_key_ref: SecretKeyRef | None = None
+    """Value from a Secret key."""
 
     rules = (
-        Rule(cel="!(has(self.value) && has(self.secretKeyRef))", message="set at most one of value and secretKeyRef",
-             check=lambda e: e.value is None or e.secret_key_ref is None),
+        Rule(
+            cel="!(has(self.value) && has(self.secretKeyRef))",
+            message="set at most one of value and secretKeyRef",
+            check=lambda e: e.value is None or e.secret_key_ref is None,
+        ),
     )
 
 
 class LocalObjectRef(ApiModel):
+    """A ConfigMap or Secret in the LoadTest's namespace."""
+
     name: K8sName
+    """Object name."""
     optional: bool | None = None
+    """Start the pods even when the object is missing."""
 
 
 class EnvFromSource(ApiModel):
     """Environment variables from a whole ConfigMap or Secret."""
 
     prefix: Annotated[str, Field(max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
+    """Prefix added to every variable name."""
     config_map_ref: LocalObjectRef | None = None
+    """Every key of this ConfigMap."""
     secret_ref: LocalObjectRef | None = None
+    """Every key of this Secret."""
 
     rules = (
-        Rule(cel="has(self.configMapRef) != has(self.secretRef)", message="set exactly one of configMapRef and secretRef",
-             check=lambda e: (e.config_map_ref is None) != (e.secret_ref is None)),
+        Rule(
+            cel="has(self.configMapRef) != has(self.secretRef)",
+            message="set exactly one of configMapRef and secretRef",
+            check=lambda e: (e.config_map_ref is None) != (e.secret_ref is None),
+        ),
     )
 
 
@@ -407,8 +499,8 @@ class Workers(ApiModel):
     """Node selector of the worker pods."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
     """Tolerations of the worker pods."""
-    affinity: Annotated[dict[Literal["nodeAffinity", "podAffinity", "podAntiAffinity"], Any], Field(max_length=3)] = Field(
-        default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    affinity: Annotated[dict[Literal["nodeAffinity", "podAffinity", "podAntiAffinity"], Any], Field(max_length=3)] = (
+        Field(default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     )
     """Affinity of the worker pods, as in a pod spec (passed through unchanged)."""
     env: Annotated[list[EnvVar], Field(max_length=64)] = Field(default_factory=list)
@@ -484,8 +576,8 @@ class LoadTestSpec(ApiModel):
     """The system under test. Required."""
     requests: Annotated[list[RequestSpec], Field(min_length=1, max_length=100)]
     """The requests, at least one; each iteration picks one by weight."""
-    load: Load = Field(default_factory=Load)
-    """The load model."""
+    load: Load
+    """The load model. Required."""
     auth: Auth | None = None
     """The shared token; omit for an API without authentication."""
     workers: Workers = Field(default_factory=Workers)
@@ -503,31 +595,35 @@ class LoadTestSpec(ApiModel):
     `kubeload.dev/abort=true`)."""
 
     rules = (
-        Rule(cel="self.requests.all(r, self.requests.exists_one(o, o.name == r.name))",
-             message="request names must be unique",
-             check=lambda s: len({r.name for r in s.requests}) == len(s.requests), field="requests"),
+        Rule(
+            cel="self.requests.all(r, self.requests.exists_one(o, o.name == r.name))",
+            message="request names must be unique",
+            check=lambda s: len({r.name for r in s.requests}) == len(s.requests),
+            field="requests",
+        ),
     )
 
 
 class Metadata(ApiModel):
     """Object metadata (the parts kubeload reads)."""
 
-    model_config = ApiModel.model_config | {"extra": "ignore"}
+    # Server-set metadata (resourceVersion, managedFields, ...) is not kubeload's business.
+    model_config = ConfigDict(**{**ApiModel.model_config, "extra": "ignore"})
 
     name: Annotated[str, Field(min_length=1, max_length=40, pattern=DNS_LABEL_PATTERN)]
     """LoadTest name: a DNS label of at most 40 characters (children's names derive from it)."""
     namespace: Annotated[str, Field(max_length=63, pattern=DNS_LABEL_PATTERN)] | None = None
     labels: LabelMap = Field(default_factory=dict)
     annotations: LabelMap = Field(default_factory=dict)
-    uid: str | None = None
+    uid: Annotated[str, Field(max_length=64)] | None = None
     generation: int | None = None
 
 
 class LoadTest(ApiModel):
     """A load test: one manifest for `kubectl apply` and `kubeload run`."""
 
-    api_version: Literal["kubeload.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
-    kind: Literal["LoadTest"] = KIND
+    api_version: Literal["kubeload.dev/v1alpha1"] = Field("kubeload.dev/v1alpha1", alias="apiVersion")
+    kind: Literal["LoadTest"] = "LoadTest"
     metadata: Metadata
     spec: LoadTestSpec
     status: LoadTestStatus | None = None

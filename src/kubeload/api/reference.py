@@ -48,13 +48,22 @@ def _default(info: FieldInfo) -> str:
     return f"`{getattr(value, 'value', value)}`"
 
 
-def _models(model: type[ApiModel], path: str, seen: list[tuple[str, type[ApiModel]]]) -> None:
-    seen.append((path, model))
+def _models(model: type[ApiModel], path: str, seen: dict[type[ApiModel], list[str]]) -> None:
+    """Every model reachable from `model`, with all the paths it is used at, in first-seen order."""
+    if model in seen:
+        seen[model].append(path)
+        return
+    seen[model] = [path]
     for name, info in model.model_fields.items():
-        wire = info.alias or name
+        wire = (info.alias or name) + ("[]" if _is_list(info.annotation) else "")
         for candidate in _nested(info.annotation):
-            if candidate not in [m for _, m in seen]:
-                _models(candidate, f"{path}.{wire}", seen)
+            _models(candidate, f"{path}.{wire}", seen)
+
+
+def _is_list(annotation: Any) -> bool:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _is_list(typing.get_args(annotation)[0])
+    return typing.get_origin(annotation) is list
 
 
 def _nested(annotation: Any) -> list[type[ApiModel]]:
@@ -65,15 +74,24 @@ def _nested(annotation: Any) -> list[type[ApiModel]]:
 
 def spec_reference() -> str:
     """Markdown tables: one per object of the spec, every field with type, default and meaning."""
-    found: list[tuple[str, type[ApiModel]]] = []
+    found: dict[type[ApiModel], list[str]] = {}
     _models(LoadTestSpec, "spec", found)
     lines = []
-    for path, model in found:
+    for model, paths in found.items():
         doc = " ".join((model.__doc__ or "").split())
-        lines += [f"#### `{path}` ({model.__name__})", "", doc, "", "| field | type | default | description |",
-                  "| --- | --- | --- | --- |"]
+        where = ", ".join(f"`{p}`" for p in paths)
+        lines += [
+            f"#### {where} ({model.__name__})",
+            "",
+            doc,
+            "",
+            "| field | type | default | description |",
+            "| --- | --- | --- | --- |",
+        ]
         for name, info in model.model_fields.items():
             description = " ".join((info.description or "").split()).replace("|", "\\|")
-            lines.append(f"| `{info.alias or name}` | {_type_name(info.annotation)} | {_default(info)} | {description} |")
+            lines.append(
+                f"| `{info.alias or name}` | {_type_name(info.annotation)} | {_default(info)} | {description} |"
+            )
         lines.append("")
     return "\n".join(lines)

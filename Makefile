@@ -1,0 +1,63 @@
+# kubeload: `make demo` runs a load test on this machine, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CLUSTER_DIR ?= .cluster
+
+.PHONY: help setup system-deps test lint typecheck unit integration e2e crd docs demo \
+        bench bench-engine bench-redis cluster-up cluster-down control-plane images e2e-kind clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: system-deps $(STAMP) ## create .venv with kubeload and its dev tools; install redis-server if missing
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+system-deps: ## install the Debian packages the project needs when they are missing
+	@bash hack/system-deps.sh
+
+lint: setup ## ruff on everything, import contracts
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+
+typecheck: setup ## mypy --strict on src/
+	$(BIN)/mypy
+
+test: setup lint typecheck ## setup, ruff, mypy, then the whole pytest suite (unit, integration, e2e, faults)
+	$(BIN)/pytest
+
+unit: setup ## only the unit tests
+	$(BIN)/pytest tests/unit
+
+crd: setup ## regenerate crds/loadtest.yaml and the README spec reference from the models
+	$(BIN)/kubeload crd > crds/loadtest.yaml
+	$(BIN)/python hack/update_readme.py
+
+demo: setup ## run examples/quickstart.yaml against the demo target, with live progress and a report
+	@bash hack/demo.sh
+
+bench-engine: setup ## kubeload vs wrk vs Locust FastHttpUser on one core each, side by side
+	$(BIN)/python bench/engine.py
+
+bench-redis: setup ## Redis commands per HTTP request, kubeload vs the read-before-every-request recipe
+	$(BIN)/python bench/redis_per_request.py
+
+bench: bench-engine bench-redis ## every benchmark
+
+control-plane: ## build (once, cached outside the repo) etcd, kube-apiserver, kwok, helm, kubectl
+	bash hack/control-plane/build.sh
+
+cluster-up: control-plane ## start a real control plane in $(CLUSTER_DIR) (kubeconfig: $(CLUSTER_DIR)/kubeconfig)
+	bash hack/control-plane/up.sh $(CLUSTER_DIR)
+
+cluster-down: ## stop exactly what cluster-up started
+	bash hack/control-plane/down.sh $(CLUSTER_DIR)
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
