@@ -1,0 +1,88 @@
+"""The summary document of a finished (or running) test, shaped like k6's summary export.
+
+One builder for both places it lands: `kubeload run --summary-export` and the operator's
+`<name>-summary` ConfigMap. `kubeload.summary_text` documents the shape and renders it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .judge import ThresholdVerdict, Verdict
+from .metrics import MetricsTotals
+
+__all__ = ["build_summary", "timeline", "token_section"]
+
+_PER_NAME_METRICS = ("http_reqs", "http_req_failed", "http_req_duration")
+
+
+def token_section(stats: Mapping[str, str], totals: MetricsTotals) -> dict[str, Any]:
+    """Token numbers from the refresher's stats hash and the workers' counters."""
+
+    def number(key: str) -> int:
+        try:
+            return int(float(stats.get(key, "0")))
+        except ValueError:
+            return 0
+
+    return {
+        "refreshes": number("refreshes"),
+        "failures": number("failures"),
+        "forced": number("forced"),
+        "version": number("version"),
+        "unauthorized": int(totals.counters.get("token_unauthorized", 0)),
+        "state": stats.get("state", ""),
+    }
+
+
+def build_summary(
+    totals: MetricsTotals,
+    verdicts: Sequence[ThresholdVerdict],
+    verdict: Verdict,
+    token: Mapping[str, Any] | None = None,
+    reason: str = "",
+) -> dict[str, Any]:
+    raw = totals.summary()
+    metrics: dict[str, Any] = dict(raw["metrics"])
+    metrics.pop("vus", None)  # a gauge of the moment; vus_max is the summary's number
+    for name, per_name in raw["requests"].items():
+        for metric in _PER_NAME_METRICS:
+            if per_name.get(metric):
+                metrics[f"{metric}{{name:{name}}}"] = per_name[metric]
+    overall = totals.requests()
+    thresholds: dict[str, dict[str, dict[str, Any]]] = {}
+    for v in verdicts:
+        thresholds.setdefault(v.metric, {})[v.condition] = {"ok": v.ok, "observed": v.observed}
+    return {
+        "metrics": metrics,
+        "thresholds": thresholds,
+        "token": dict(token) if token is not None else None,
+        "errors": dict(sorted(overall.failures.items())),
+        "status": dict(sorted(overall.status.items())),
+        "duration": raw["seconds"],
+        "verdict": verdict,
+        "reason": reason,
+    }
+
+
+def timeline(totals: MetricsTotals, token_versions: Mapping[int, int] | None = None) -> list[dict[str, float]]:
+    """The per-interval series for plots: seconds since the first interval, rps, vus, latency."""
+    series = totals.series()
+    if not series:
+        return []
+    origin = series[0].start
+    points = []
+    for point in series:
+        row = point.as_dict()
+        points.append({
+            "t": round(point.end - origin, 3),
+            "rps": row["rps"],
+            "vus": float(row["vus"]),
+            "p50": row["p50"],
+            "p95": row["p95"],
+            "p99": row["p99"],
+            "errors": round(point.failed / point.seconds, 3),
+            "tokenVersion": float((token_versions or {}).get(point.interval, 0)),
+        })
+    return points
