@@ -43,13 +43,14 @@ def _chart(title: str, series: dict[str, list[float]], times: list[float], rotat
         x = _PAD + (at / x_max) * (_W - 2 * _PAD)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{_PAD}" y2="{_H - _PAD}" stroke="#f59e0b" '
                      'stroke-dasharray="4 3"><title>token rotated</title></line>')
-    for (name, values), color in zip(series.items(), _COLORS, strict=False):
+    for values, color in zip(series.values(), _COLORS, strict=False):
         if len(values) > 1:
             parts.append(_polyline(times, values, x_max, y_max, color))
     legend = " ".join(f'<span style="color:{c}">■ {html.escape(n)}</span>'
                       for n, c in zip(series, _COLORS, strict=False))
     parts.append("</svg>")
-    return f"<section><h2>{html.escape(title)} <small>({unit})</small></h2><div>{legend}</div>{''.join(parts)}</section>"
+    heading = f"<h2>{html.escape(title)} <small>({unit})</small></h2>"
+    return f"<section>{heading}<div>{legend}</div>{''.join(parts)}</section>"
 
 
 def render_report(title: str, summary: dict[str, Any], timeline: list[dict[str, float]]) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["render_summary", "format_bytes", "format_ms"]
+__all__ = ["format_bytes", "format_ms", "render_summary"]
 
 _WIDTH = 32
 

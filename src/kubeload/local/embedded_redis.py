@@ -35,6 +35,7 @@ class EmbeddedRedis:
 
     password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     port: int = 0
+    env: dict[str, str] | None = None  # the runner tags the process with its run, to be found by it
     _proc: subprocess.Popen[bytes] | None = None
     _dir: Path | None = None
 
@@ -62,7 +63,8 @@ class EmbeddedRedis:
         )
         config.chmod(0o600)
         self._proc = subprocess.Popen(
-            [binary, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            [binary, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            env=self.env
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -100,6 +100,10 @@ class LocalRun:
         self._redis: EmbeddedRedis | None = None
         self.keys = RunKeys("local", test.metadata.name, secrets.token_hex(4))
 
+    @property
+    def _run_ref(self) -> str:
+        return f"{self.keys.namespace}/{self.keys.name}/{self.keys.run_id}"
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def run(self) -> int:
@@ -149,13 +153,13 @@ class LocalRun:
     def _start_redis(self) -> tuple[str, str | None]:
         if self.options.redis_url:
             return self.options.redis_url, os.environ.get(ENV_REDIS_PASSWORD) or None
-        self._redis = EmbeddedRedis()
+        self._redis = EmbeddedRedis(env={**os.environ, ENV_RUN: self._run_ref})
         self._redis.start()  # RedisUnavailableError says what to install
         return self._redis.url, self._redis.password
 
     def _child_env(self, url: str, password: str | None) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({ENV_REDIS_URL: url, ENV_RUN: f"{self.keys.namespace}/{self.keys.name}/{self.keys.run_id}"})
+        env.update({ENV_REDIS_URL: url, ENV_RUN: self._run_ref})
         if password:
             env[ENV_REDIS_PASSWORD] = password
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -317,7 +321,8 @@ class LocalRun:
             verdict = "failed"
         if token is not None:
             token.pop("obtainedAt", None)
-        summary = build_summary(self.totals, verdicts, verdict, token, reason=self.state.failure or self.state.stop_reason)
+        reason = self.state.failure or self.state.stop_reason
+        summary = build_summary(self.totals, verdicts, verdict, token, reason=reason)
         sys.stdout.write("\n" + render_summary(summary))
         if self.options.summary_export is not None:
             self.options.summary_export.write_text(json.dumps(summary, indent=2) + "\n")
