@@ -16,7 +16,7 @@ from .models import GROUP, KIND, VERSION, LoadTest
 __all__ = ["crd", "crd_yaml", "openapi_schema"]
 
 PLURAL = "loadtests"
-_DROP = {"title", "default", "additionalProperties", "$defs"}
+_DROP = {"title", "additionalProperties", "$defs"}
 
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -87,6 +87,8 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
     for key, value in node.items():
         if key in _DROP or (key == "required" and not value) or key in out:
             continue
+        if key == "default" and (value is None or isinstance(value, (dict, list))):
+            continue  # scalar defaults only: the API server applies them, so CEL rules see them
         if key in ("exclusiveMinimum", "exclusiveMaximum"):
             raise ValueError("use ge/le bounds: OpenAPI v3.0 has no numeric exclusive bounds")
         if key == "const":

@@ -59,6 +59,10 @@ HeaderValue = Annotated[str, Field(max_length=4096, pattern=HEADER_VALUE_PATTERN
 Headers = Annotated[dict[HeaderName, HeaderValue], Field(max_length=64)]
 K8sName = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 EnvName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# A Kubernetes object passed through unchanged (the API server checks it where it lands).
+PassThrough = Annotated[
+    dict[str, Any], Field(max_length=64, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+]
 LabelMap = Annotated[
     dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=4096)]], Field(max_length=64)
 ]
@@ -145,8 +149,9 @@ class RequestSpec(ApiModel):
     """Headers of this request, added to `target.headers`."""
     body: Annotated[str, Field(max_length=65536)] | None = None
     """Raw request body. At most one of `body` and `json`."""
-    json_body: Any = Field(None, alias="json", json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    """A JSON body (sent with `Content-Type: application/json`). At most one of `body` and `json`."""
+    json_body: PassThrough | None = Field(None, alias="json")
+    """A JSON object sent as the body (with `Content-Type: application/json`). At most one of `body`
+    and `json`."""
     expect: Expect = Field(default_factory=Expect)
     """Accepted responses; anything else counts in `http_req_failed` with reason `status`."""
 
@@ -480,6 +485,17 @@ class EnvFromSource(ApiModel):
     )
 
 
+class Affinity(ApiModel):
+    """Pod affinity, as in a pod spec; each part is passed through to the worker pods unchanged."""
+
+    node_affinity: PassThrough | None = None
+    """Node affinity rules."""
+    pod_affinity: PassThrough | None = None
+    """Pod affinity rules."""
+    pod_anti_affinity: PassThrough | None = None
+    """Pod anti-affinity rules, e.g. to spread workers over nodes."""
+
+
 class Workers(ApiModel):
     """The worker pods that run the VUs."""
 
@@ -499,9 +515,7 @@ class Workers(ApiModel):
     """Node selector of the worker pods."""
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
     """Tolerations of the worker pods."""
-    affinity: Annotated[dict[Literal["nodeAffinity", "podAffinity", "podAntiAffinity"], Any], Field(max_length=3)] = (
-        Field(default_factory=dict, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    )
+    affinity: Affinity = Field(default_factory=Affinity)
     """Affinity of the worker pods, as in a pod spec (passed through unchanged)."""
     env: Annotated[list[EnvVar], Field(max_length=64)] = Field(default_factory=list)
     """Extra environment variables of the workers."""
