@@ -5,9 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CLUSTER_DIR ?= .cluster
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REGISTRY ?= ghcr.io/kubeload
 
 .PHONY: help setup system-deps test lint typecheck unit integration e2e crd docs demo \
-        bench bench-engine bench-redis cluster-up cluster-down control-plane images e2e-kind clean
+        bench bench-engine bench-redis cluster-up cluster-down control-plane images manifests e2e-kind clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,9 +37,17 @@ test: setup lint typecheck ## setup, ruff, mypy, then the whole pytest suite (un
 unit: setup ## only the unit tests
 	$(BIN)/pytest tests/unit
 
-crd: setup ## regenerate crds/loadtest.yaml and the README spec reference from the models
+crd: setup ## regenerate crds/loadtest.yaml (and the chart's copy) and the README spec reference from the models
 	$(BIN)/kubeload crd > crds/loadtest.yaml
+	cp crds/loadtest.yaml charts/kubeload/files/crds/loadtest.yaml
 	$(BIN)/python hack/update_readme.py
+
+manifests: ## render operator/manifests/ (install without Helm) from the chart
+	bash hack/render-manifests.sh
+
+images: ## build the worker and operator images (needs a Docker engine), tagged with the package version
+	docker build -f worker-image/Dockerfile --build-arg VERSION=$(VERSION) -t $(REGISTRY)/kubeload:$(VERSION) .
+	docker build -f operator/Dockerfile --build-arg VERSION=$(VERSION) -t $(REGISTRY)/kubeload-operator:$(VERSION) .
 
 demo: setup ## run examples/quickstart.yaml against the demo target, with live progress and a report
 	@bash hack/demo.sh
