@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from .api.durations import parse_duration
 from .api.models import Threshold
@@ -32,7 +32,6 @@ __all__ = [
     "evaluate",
     "evaluate_one",
     "failure_message",
-    "thresholds_summary",
     "verdict",
 ]
 
@@ -96,20 +95,3 @@ def failure_message(result: ThresholdVerdict) -> str:
     """A one-line reason, e.g. `threshold http_req_duration p(95)<500 failed (observed 734.2)`."""
     observed = "no data" if result.observed is None else f"observed {result.observed:g}"
     return f"threshold {result.metric} {result.condition} failed ({observed})"
-
-
-def thresholds_summary(verdicts: Sequence[ThresholdVerdict]) -> dict[str, dict[str, Any]]:
-    """The `thresholds` section of a summary: `{"<metric>: <condition>": {ok, observed, ...}}`.
-
-    The same shape in `kubeload run --summary-export` and the operator's summary ConfigMap.
-    """
-    return {
-        v.key: {
-            "metric": v.metric,
-            "condition": v.condition,
-            "ok": v.ok,
-            "observed": v.observed,
-            "abortOnFail": v.abort_on_fail,
-        }
-        for v in verdicts
-    }

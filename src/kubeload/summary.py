@@ -36,21 +36,29 @@ def token_section(stats: Mapping[str, str], totals: MetricsTotals) -> dict[str, 
     }
 
 
+def _summed(per_name: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for values in per_name.values():
+        for item, count in values.get(key, {}).items():
+            out[item] = out.get(item, 0) + int(count)
+    return dict(sorted(out.items()))
+
+
 def build_summary(
-    totals: MetricsTotals,
+    raw: Mapping[str, Any],
     verdicts: Sequence[ThresholdVerdict],
     verdict: Verdict,
     token: Mapping[str, Any] | None = None,
     reason: str = "",
 ) -> dict[str, Any]:
-    raw = totals.summary()
-    metrics: dict[str, Any] = dict(raw["metrics"])
+    """The summary document from `MetricsTotals.summary()` (`raw`), the verdicts and token numbers."""
+    metrics: dict[str, Any] = dict(raw.get("metrics", {}))
     metrics.pop("vus", None)  # a gauge of the moment; vus_max is the summary's number
-    for name, per_name in raw["requests"].items():
+    requests: Mapping[str, Mapping[str, Any]] = raw.get("requests", {})
+    for name, per_name in requests.items():
         for metric in _PER_NAME_METRICS:
             if per_name.get(metric):
                 metrics[f"{metric}{{name:{name}}}"] = per_name[metric]
-    overall = totals.requests()
     thresholds: dict[str, dict[str, dict[str, Any]]] = {}
     for v in verdicts:
         thresholds.setdefault(v.metric, {})[v.condition] = {"ok": v.ok, "observed": v.observed}
@@ -58,9 +66,9 @@ def build_summary(
         "metrics": metrics,
         "thresholds": thresholds,
         "token": dict(token) if token is not None else None,
-        "errors": dict(sorted(overall.failures.items())),
-        "status": dict(sorted(overall.status.items())),
-        "duration": raw["seconds"],
+        "errors": _summed(requests, "failures"),
+        "status": _summed(requests, "status"),
+        "duration": raw.get("seconds", 0.0),
         "verdict": verdict,
         "reason": reason,
     }

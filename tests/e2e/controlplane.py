@@ -111,16 +111,13 @@ class ControlPlane:
         proc = subprocess.run(
             [str(SCRIPTS / "up.sh"), str(state)],
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
             check=False,
         )
         if proc.returncode != 0:
             self.stop()
-            raise ControlPlaneError(
-                f"up.sh failed with exit code {proc.returncode}:\n{proc.stderr[-6000:]}"
-            )
+            raise ControlPlaneError(f"up.sh failed with exit code {proc.returncode}:\n{proc.stderr[-6000:]}")
         sys.stderr.write(proc.stderr)
         self._load(state)
         return self
@@ -182,13 +179,9 @@ class ControlPlane:
         """Run kubectl against this control plane; raise on failure when ``check``."""
         assert self.kubeconfig is not None and self.bin_dir is not None, "not started"
         cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
-        proc = subprocess.run(
-            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
-            raise ControlPlaneError(
-                f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
-            )
+            raise ControlPlaneError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
 
     def get(self, *args: str) -> Any:
@@ -231,12 +224,7 @@ class ControlPlane:
         statuses = []
         previous = {s["name"]: s for s in pod.get("status", {}).get("containerStatuses", [])}
         for container in pod["spec"]["containers"]:
-            started = (
-                previous.get(container["name"], {})
-                .get("state", {})
-                .get("running", {})
-                .get("startedAt", now)
-            )
+            started = previous.get(container["name"], {}).get("state", {}).get("running", {}).get("startedAt", now)
             statuses.append(
                 {
                     "name": container["name"],
@@ -257,9 +245,7 @@ class ControlPlane:
                 }
             )
         conditions = [
-            c
-            for c in pod.get("status", {}).get("conditions", [])
-            if c["type"] not in ("Ready", "ContainersReady")
+            c for c in pod.get("status", {}).get("conditions", []) if c["type"] not in ("Ready", "ContainersReady")
         ]
         for cond in ("Ready", "ContainersReady"):
             conditions.append(

@@ -73,10 +73,7 @@ def test_deployment_gets_replicaset_and_running_pod(control_plane, namespace) ->
     assert pod["metadata"]["ownerReferences"][0]["uid"] == replicasets[0]["metadata"]["uid"]
 
     control_plane.wait_for(
-        lambda: control_plane.get("deployment", "smoke", "-n", namespace)["status"].get(
-            "availableReplicas"
-        )
-        == 1,
+        lambda: control_plane.get("deployment", "smoke", "-n", namespace)["status"].get("availableReplicas") == 1,
         what="the Deployment to be available",
     )
 
@@ -122,9 +119,7 @@ def test_job_completes_when_the_test_finishes_its_pod(control_plane, namespace) 
 
     control_plane.finish_pod(namespace, pod["metadata"]["name"], exit_code=0)
     job = control_plane.wait_for(
-        lambda: (j := control_plane.get("job", "smoke", "-n", namespace))
-        and _condition(j, "Complete") == "True"
-        and j,
+        lambda: (j := control_plane.get("job", "smoke", "-n", namespace)) and _condition(j, "Complete") == "True" and j,
         what="the Job to complete",
     )
     assert job["status"]["succeeded"] == 1
@@ -135,8 +130,7 @@ def test_job_fails_when_its_pod_fails(control_plane, namespace) -> None:
     pod = _running_job_pod(control_plane, namespace, "broken")
     control_plane.finish_pod(namespace, pod["metadata"]["name"], exit_code=3)
     control_plane.wait_for(
-        lambda: _condition(control_plane.get("job", "broken", "-n", namespace), "Failed")
-        == "True",
+        lambda: _condition(control_plane.get("job", "broken", "-n", namespace), "Failed") == "True",
         what="the Job to fail",
     )
 
@@ -144,12 +138,9 @@ def test_job_fails_when_its_pod_fails(control_plane, namespace) -> None:
 def test_kwok_completes_a_pod_on_request(control_plane, namespace) -> None:
     control_plane.apply(_job("on-request", namespace))
     pod = _running_job_pod(control_plane, namespace, "on-request")
-    control_plane.kubectl(
-        "annotate", "pod", pod["metadata"]["name"], "-n", namespace, "kwok.x-k8s.io/complete=true"
-    )
+    control_plane.kubectl("annotate", "pod", pod["metadata"]["name"], "-n", namespace, "kwok.x-k8s.io/complete=true")
     control_plane.wait_for(
-        lambda: _condition(control_plane.get("job", "on-request", "-n", namespace), "Complete")
-        == "True",
+        lambda: _condition(control_plane.get("job", "on-request", "-n", namespace), "Complete") == "True",
         what="the Job to complete",
     )
 
@@ -186,9 +177,7 @@ def test_garbage_collector_deletes_owned_objects(control_plane, namespace) -> No
     control_plane.kubectl("delete", "configmap", "owner", "-n", namespace)
 
     def owned_gone() -> bool:
-        proc = control_plane.kubectl(
-            "get", "configmap", "owned", "-n", namespace, "--ignore-not-found", "-o", "name"
-        )
+        proc = control_plane.kubectl("get", "configmap", "owned", "-n", namespace, "--ignore-not-found", "-o", "name")
         return proc.stdout.strip() == ""
 
     control_plane.wait_for(owned_gone, what="the garbage collector to delete the owned ConfigMap")
@@ -235,9 +224,7 @@ def test_crd_cel_rule_rejects_invalid_object(control_plane) -> None:
         }
     )
     try:
-        control_plane.kubectl(
-            "wait", "--for=condition=Established", f"crd/{crd_name}", "--timeout=60s"
-        )
+        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{crd_name}", "--timeout=60s")
 
         def widget(name: str, lo: int, hi: int) -> str:
             return json.dumps(
@@ -251,10 +238,7 @@ def test_crd_cel_rule_rejects_invalid_object(control_plane) -> None:
 
         # Right after Established the discovery cache may still lag: retry the good one.
         control_plane.wait_for(
-            lambda: control_plane.kubectl(
-                "create", "-f", "-", input=widget("good", 1, 2), check=False
-            ).returncode
-            == 0,
+            lambda: control_plane.kubectl("create", "-f", "-", input=widget("good", 1, 2), check=False).returncode == 0,
             what="a valid Widget to be accepted",
         )
         bad = control_plane.kubectl("create", "-f", "-", input=widget("bad", 3, 2), check=False)

@@ -483,8 +483,8 @@ def test_stages_run_to_success_with_fleet_metrics(harness: tuple[PodRunner, Oper
     summary_cm = cp.get("configmap", "stages-summary", "-n", namespace)["data"]
     summary = json.loads(summary_cm["summary.json"])
     assert summary["verdict"] == "passed"
-    assert summary["metrics"]["metrics"]["http_reqs"]["count"] == target.count
-    assert all(t["ok"] for t in summary["thresholds"].values())
+    assert summary["metrics"]["http_reqs"]["count"] == target.count
+    assert all(c["ok"] for conditions in summary["thresholds"].values() for c in conditions.values())
     table = cp.kubectl("get", "lt", "stages", "-n", namespace, "--no-headers").stdout.split()
     assert table[1] == "Succeeded" and table[-2] == "passed" and table[-3] == "0.00%"
     events = cp.get("events", "-n", namespace, "--field-selector", "involvedObject.name=stages")["items"]

@@ -12,7 +12,6 @@ from kubeload.judge import (
     evaluate,
     evaluate_one,
     failure_message,
-    thresholds_summary,
     verdict,
 )
 
@@ -90,13 +89,3 @@ def test_abort_waits_for_delay_abort_eval() -> None:
 def test_passing_abort_threshold_never_triggers() -> None:
     results = evaluate([t("http_req_duration", "p(95)<1000", abortOnFail=True)], lookup)
     assert abort_trigger(results, elapsed=1e6) is None
-
-
-def test_summary_section_shape() -> None:
-    results = evaluate([t("http_req_duration", "p(95)<500", abortOnFail=True)], lookup)
-    assert thresholds_summary(results) == {
-        "http_req_duration: p(95)<500": {
-            "metric": "http_req_duration", "condition": "p(95)<500", "ok": True,
-            "observed": 450.0, "abortOnFail": True,
-        }
-    }

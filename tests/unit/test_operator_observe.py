@@ -104,4 +104,4 @@ def test_status_written_by_the_planner_is_a_valid_api_status() -> None:
     assert ended.final is not None
     LoadTestStatus.model_validate(ended.status)
     json.dumps(ended.final.summary)  # serialisable as the ConfigMap's summary.json
-    assert ended.final.summary["metrics"]["metrics"]["http_reqs"]["count"] == 200
+    assert ended.final.summary["metrics"]["http_reqs"]["count"] == 200

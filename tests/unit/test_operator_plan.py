@@ -271,9 +271,9 @@ def test_stopping_run_finishes_when_drained() -> None:
     assert cond(s, "Succeeded") | {} == cond(s, "Succeeded")
     assert cond(s, "Succeeded")["status"] == "False" and cond(s, "Succeeded")["reason"] == "ThresholdAborted"
     summary = done.final.summary
-    assert set(summary) == {"metrics", "thresholds", "token", "verdict"}
+    assert set(summary) == {"metrics", "thresholds", "token", "verdict", "errors", "status", "duration", "reason"}
     assert summary["verdict"] == "failed"
-    assert summary["thresholds"]["http_req_duration: p(95)<100"]["ok"] is False
+    assert summary["thresholds"]["http_req_duration"]["p(95)<100"]["ok"] is False
     assert done.final.result["status"]["completionTime"] == "2023-11-14T22:14:05Z"
 
 

@@ -322,7 +322,7 @@ class LocalRun:
         if token is not None:
             token.pop("obtainedAt", None)
         reason = self.state.failure or self.state.stop_reason
-        summary = build_summary(self.totals, verdicts, verdict, token, reason=reason)
+        summary = build_summary(self.totals.summary(), verdicts, verdict, token, reason=reason)
         sys.stdout.write("\n" + render_summary(summary))
         if self.options.summary_export is not None:
             self.options.summary_export.write_text(json.dumps(summary, indent=2) + "\n")

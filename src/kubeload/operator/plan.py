@@ -29,10 +29,10 @@ from ..api.models import LoadTestSpec
 from ..api.status import ConditionType, Phase, Reason
 from ..judge import (
     ThresholdVerdict,
+    Verdict,
     abort_trigger,
     evaluate,
     failure_message,
-    thresholds_summary,
     verdict,
 )
 from ..protocol import Plan
@@ -47,6 +47,7 @@ from ..schedule import (
     vus_at,
     workers_needed,
 )
+from ..summary import build_summary
 from .builders import (
     ABORT_ANNOTATION,
     Owner,
@@ -307,7 +308,7 @@ def _finalize(
     parallelism: int,
 ) -> Final:
     passed = phase == Phase.SUCCEEDED.value
-    result_verdict = "passed" if passed else "failed"
+    result_verdict: Verdict = "passed" if passed else "failed"
     conds = [c for c in base_conds if c.type != ConditionType.SUCCEEDED.value]
     conds.append(Cond(ConditionType.SUCCEEDED.value, "True" if passed else "False", reason, message))
     status = _status_body(spec, observed=observed, now=now, phase=phase, message=message, conds=conds,
@@ -315,12 +316,9 @@ def _finalize(
     status["verdict"] = result_verdict
     status["completionTime"] = iso(now)
     status["rps"] = round(observed.metrics.average_rps, 2)  # the run is over: its average
-    summary = {
-        "metrics": dict(observed.metrics.metrics),
-        "thresholds": thresholds_summary(verdicts),
-        "token": _token_summary(observed, now),
-        "verdict": result_verdict,
-    }
+    # The same document `kubeload run --summary-export` writes.
+    summary = build_summary(observed.metrics.metrics, verdicts, result_verdict, _token_summary(observed, now),
+                            reason=message)
     return Final(summary=summary, result={"status": status, "completedAt": now})
 
 

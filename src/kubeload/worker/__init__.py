@@ -1,1 +1,12 @@
-"""VU workers: the load engine."""
+"""VU workers: the load engine.
+
+Modules, one job each: `engine` (the HTTP engine interface; `engine_pyreqwest`, the default,
+and `engine_aiohttp`), `prepared` (requests prepared once from the spec), `iteration` (one
+iteration: send, shared token, record), `closed` and `arrival` (the closed and open models),
+`recorder` (per-process metrics deltas), `sink` (deltas to Redis, with a backlog), `control`
+(plan and stop), `process` (one event loop's life), `supervisor` (processes and heartbeat),
+`main` (the `kubeload worker` command). The stage math is `kubeload.schedule`; the reader of
+the metrics is `kubeload.metrics`.
+"""
+
+__all__: list[str] = []
