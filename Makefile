@@ -31,7 +31,7 @@ lint: setup ## ruff on everything, import contracts
 typecheck: setup ## mypy --strict on src/
 	$(BIN)/mypy
 
-test: setup lint typecheck ## setup, ruff, mypy, then the whole pytest suite (unit, integration, e2e, faults)
+test: setup lint typecheck control-plane ## setup, ruff, mypy, the control plane (built once), then the whole pytest suite
 	$(BIN)/pytest
 
 unit: setup ## only the unit tests

@@ -87,6 +87,8 @@ def install(helm: Helm, cp: ControlPlane, release_namespace: str, *sets: str) ->
     adopt_crd(cp, release_namespace)
     args = ["install", RELEASE, str(CHART), "--namespace", release_namespace, "--create-namespace",
             "--wait", "--timeout", "120s",
+            # The CRD may already be there, applied with kubectl by an earlier test (or a user).
+            "--force-conflicts",
             # Faster reconciles for a short test (the chart's `extraArgs`).
             "--set-json", 'extraArgs=["--interval=1","--start-delay=3","--pod-start-lead=3"]']
     for item in sets:
@@ -281,6 +283,8 @@ def test_namespaced_install_runs_a_loadtest_with_the_charts_rbac(
         assert cp.get(LOADTESTS, "stages", "-n", namespace)["status"]["phase"] == "Succeeded"
     finally:
         target.close()
+        # Not watched, so it has no finalizer: gone at once, before any later operator sees it.
+        cp.kubectl("delete", LOADTESTS, "ignored", "-n", other, "--ignore-not-found", check=False)
         cp.kubectl("delete", "namespace", other, "--wait=false", check=False)
         subprocess.run([helm.bin, "uninstall", RELEASE, "-n", release_namespace], env=cp.env(),
                        capture_output=True, check=False, timeout=60)

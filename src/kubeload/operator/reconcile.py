@@ -72,6 +72,8 @@ class Reconciler:
 
     async def reconcile(self, body: Mapping[str, Any]) -> Decision | None:
         meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            return None  # going away (maybe with its namespace): create nothing; `deleted` stops the load
         namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
         owner = Owner(name, namespace, uid)
         previous = dict(body.get("status") or {})
