@@ -9,7 +9,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REGISTRY ?= ghcr.io/kubeload
 
 .PHONY: help setup system-deps test lint typecheck unit integration e2e crd docs demo \
-        bench bench-engine bench-redis cluster-up cluster-down control-plane images manifests e2e-kind clean
+        bench bench-engine bench-engines bench-idle bench-redis cluster-up cluster-down control-plane images manifests e2e-kind clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,10 +55,16 @@ demo: setup ## run examples/quickstart.yaml against the demo target, with live p
 bench-engine: setup ## kubeload vs wrk vs Locust FastHttpUser on one core each, side by side
 	$(BIN)/python bench/engine.py
 
+bench-engines: setup ## the pyreqwest and aiohttp engines side by side, bare and inside the worker
+	$(BIN)/python bench/engines.py
+
+bench-idle: setup ## peak RSS of one worker process holding 10,000 idle VUs
+	$(BIN)/python bench/idle_vus.py
+
 bench-redis: setup ## Redis commands per HTTP request, kubeload vs the read-before-every-request recipe
 	$(BIN)/python bench/redis_per_request.py
 
-bench: bench-engine bench-redis ## every benchmark
+bench: bench-engine bench-engines bench-idle bench-redis ## every benchmark
 
 control-plane: ## build (once, cached outside the repo) etcd, kube-apiserver, kwok, helm, kubectl
 	bash hack/control-plane/build.sh
