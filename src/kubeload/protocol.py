@@ -6,24 +6,29 @@ one Redis Cluster hash slot), so runs never collide and one Redis serves many te
 | key / channel                         | type    | writer              | readers            |
 | ------------------------------------- | ------- | ------------------- | ------------------ |
 | `…:token`                             | hash    | refresher           | workers, operator  |
-|    fields: token, version, expiresAt, obtainedAt (epoch seconds), header (pre-built value)  |
+|    fields: token, version, expiresAt, obtainedAt, publishedAt (epoch s), header (pre-built) |
 | `…:token:events`                      | channel | refresher           | workers            |
-|    message: the new version number (decimal)                                                |
+|    message: JSON {"v": version, "h": header, "e": expiresAt, "o": obtainedAt,              |
+|    "p": publishedAt}, so a worker applies it without a read; a bare decimal also works    |
+| `…:token:refresh-token`               | string  | refresher           | refresher          |
+|    the current (rotated) refresh token, so a standby can carry on with grant refresh_token |
 | `…:token:refresh-requests`            | stream  | workers (on 401)    | refresher          |
 |    entry: {version: <the version that got 401>, worker: <id>}; one forced refresh/version   |
 | `…:token:stats`                       | hash    | refresher           | operator, runner   |
-|    fields: refreshes, failures, forced, lastError, holder, state                            |
+|    fields: refreshes, failures, forced, expirations, lastError (secret-free), lastErrorAt, |
+|    expiredAt, holder, state (starting / ok / retrying / expired)                         |
 | `…:lease:refresher`                   | string  | refresher (SET NX PX)| refresher         |
 | `…:plan`                              | string  | operator / runner   | workers            |
 |    JSON of `Plan`                                                                           |
 | `…:stop`                              | string  | operator / runner   | workers            |
-|    a reason; its presence stops the run (checked every metrics interval + pub/sub)        |
+|    JSON {phase, reason, message, at}; its presence stops the run (polled + pub/sub)       |
 | `…:control` (channel)                 | channel | operator / runner   | workers            |
 |    "stop" or "plan" (re-read the plan)                                                      |
 | `…:metrics`                           | stream  | workers             | operator / runner  |
 |    entry: {worker, process, seq, payload (JSON of an interval delta)}                      |
 | `…:workers:<index>`                   | string  | workers             | operator / runner  |
-|    heartbeat JSON {pid, processes, vus, at}, TTL 3 metrics intervals                       |
+|    heartbeat JSON {pid, index, worker, processes, vus, vus_max, vus_by_process, states,   |
+|    at}, with a TTL of a few heartbeat periods                                              |
 """
 
 from __future__ import annotations

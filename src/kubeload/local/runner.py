@@ -216,7 +216,7 @@ class LocalRun:
 
     async def _request_stop(self, client: aioredis.Redis, reason: str) -> None:
         with contextlib.suppress(Exception):  # Redis gone: workers stop at the plan's end anyway
-            await client.set(self.keys.stop, reason)
+            await client.set(self.keys.stop, json.dumps({"phase": "stopping", "reason": reason, "at": time.time()}))
             await client.publish(self.keys.control, "stop")
 
     async def _follow(self, client: aioredis.Redis, plan: Plan) -> None:
@@ -277,15 +277,19 @@ class LocalRun:
             await self._read_metrics(client)
 
     async def _token_stats(self, client: aioredis.Redis) -> dict[str, Any] | None:
+        """The refresher's counters plus the current version and its age (never the token)."""
         if self.spec.auth is None:
             return None
         try:
             raw: Any = await client.hgetall(self.keys.token_stats)
+            token: Any = await client.hmget(self.keys.token, ["version", "obtainedAt"])
         except (aioredis.ConnectionError, aioredis.TimeoutError):
             return None
         stats = {k.decode(): v.decode() for k, v in raw.items()}
+        version, obtained_at = token
+        stats["version"] = version.decode() if version else "0"
         section = token_section(stats, self.totals)
-        section["obtainedAt"] = float(stats.get("obtainedAt", 0) or 0)
+        section["obtainedAt"] = float(obtained_at) if obtained_at else 0.0
         if self.totals.intervals:
             self.state.versions[max(self.totals.intervals)] = section["version"]
         return section

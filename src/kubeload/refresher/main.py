@@ -207,7 +207,6 @@ async def _serve(args: argparse.Namespace, runtime: Any, auth: Any, *, credentia
             try:
                 run.result()
             except FirstTokenError as exc:
-                log.error("%s", exc)
                 print(f"kubeload refresher: {redactor(str(exc))}", file=sys.stderr, flush=True)
                 code = 1
         else:

@@ -202,6 +202,7 @@ class TokenCache:
         assert self._client is not None and self._subscribed is not None
         delay = 0.05
         first = True
+        lost_at: float | None = None  # when the channel was lost (log once per outage)
         while not self._closed:
             pubsub = self._client.pubsub()
             try:
@@ -213,6 +214,10 @@ class TokenCache:
                         # in the hash now.
                         if not first:
                             self._reconnects += 1
+                        if lost_at is not None:
+                            log.info("token channel back after %.1fs (token version %d)",
+                                     time.monotonic() - lost_at, self._version)
+                            lost_at = None
                         first = False
                         await self._read_hash()
                         self._subscribed.set()
@@ -220,8 +225,10 @@ class TokenCache:
                     elif kind == "message":
                         await self._on_message(message.get("data"))
             except (RedisError, OSError) as exc:
-                log.warning("token channel lost (%s); keeping token version %d, reconnecting",
-                            type(exc).__name__, self._version)
+                if lost_at is None:
+                    lost_at = time.monotonic()
+                    log.warning("token channel lost (%s); keeping token version %d, reconnecting",
+                                type(exc).__name__, self._version)
                 self._subscribed.set()  # start() must not wait for a Redis that is down
                 first = False
             finally:
