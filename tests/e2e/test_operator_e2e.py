@@ -599,6 +599,7 @@ def test_shared_token_from_the_refresher(harness: tuple[PodRunner, Operator], na
     manifest["spec"]["thresholds"] = []
     manifest["spec"]["requests"] = [{"name": "home", "path": "/"}]
     manifest["spec"]["load"]["duration"] = "6s"
+    manifest["spec"]["cleanup"] = {"policy": "Never"}  # the refresher Deployment is inspected below
     manifest["spec"]["auth"] = {
         "grant": "client_credentials", "tokenURL": target.url + "/token",
         "clientID": {"value": "e2e-client"},

@@ -17,6 +17,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -71,7 +72,11 @@ def build_app() -> Any:
                     await asyncio.wait_for(unstalled.wait(), STALL_LIMIT_S)
             sleep_ms = float(request.query.get("sleep_ms", "0"))
             if sleep_ms > 0:
-                await asyncio.sleep(sleep_ms / 1000)
+                # The event loop's timers have millisecond granularity and may wake a little
+                # early: sleep until the full time has passed on the high-resolution clock.
+                deadline = time.perf_counter() + sleep_ms / 1000
+                while (left := deadline - time.perf_counter()) > 0:
+                    await asyncio.sleep(left)
             await request.read()
             return web.Response(status=int(request.query.get("status", "200")), text="ok")
         finally:
