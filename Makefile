@@ -75,5 +75,8 @@ cluster-up: control-plane ## start a real control plane in $(CLUSTER_DIR) (kubec
 cluster-down: ## stop exactly what cluster-up started
 	bash hack/control-plane/down.sh $(CLUSTER_DIR)
 
+e2e-kind: ## for users with Docker: kind cluster, real images, helm install, the quickstart LoadTest to Succeeded
+	bash hack/e2e-kind.sh
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
