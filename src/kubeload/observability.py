@@ -28,6 +28,18 @@ bisect and a few additions, no lock)::
     metrics.request("login", seconds, error=None)      # or error="status_500", "timeout", ...
     metrics.iteration(); metrics.dropped(); metrics.unauthorized(); metrics.set_vus(n)
 
+The worker processes do not call `request()` per request: once per metrics interval, before
+`Recorder.take_delta()` resets them, each request name's interval is added in one call::
+
+    metrics.add_interval("login", stats.histogram, sum_seconds=stats.sum_us / 1e6,
+                         errors=stats.failures)        # the interval's HdrHistogram (µs)
+    metrics.iteration(delta_iterations); metrics.dropped(delta_dropped); ...
+
+The counters and the histogram are then cumulative over the process's life but only move at
+interval boundaries. Bucket counts come from the HdrHistogram's counts array (3 significant
+digits): a request within 0.1 % above a bucket's bound may count in that bucket (e.g. `le=30`
+holds values up to 30.015 s); `_sum` is exact, `_count` equals `requests_total`.
+
 **Refresher** (`kubeload_refresher_token_age_seconds`, `..._token_expires_in_seconds`,
 `..._token_version`, `..._refreshes_total`, `..._refresh_failures_total`, `..._leader`)::
 
@@ -56,7 +68,7 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +97,7 @@ __all__ = [
     "WorkerMetrics",
     "child_port",
     "child_url",
+    "hdr_bucket_counts",
     "metrics_port",
     "new_registry",
     "serve",
@@ -264,16 +277,34 @@ class WorkerMetrics(Collector):
         if error is not None:
             series.errors[error] = series.errors.get(error, 0) + 1
 
-    def iteration(self) -> None:
-        self.iterations += 1
+    def add_interval(self, name: str, histogram: Any, *, sum_seconds: float,
+                     errors: Mapping[str, int] | None = None) -> None:
+        """One interval's requests `name`: `histogram` an HdrHistogram of durations in
+        microseconds (read, not changed), `sum_seconds` their exact sum, `errors` the failed
+        ones by reason. A few thousand additions, whatever the request count."""
+        counts = hdr_bucket_counts(histogram, self._bounds)
+        if not any(counts):
+            return
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = _RequestSeries(len(self._bounds) + 1)
+        # A new list swapped in at once: a concurrent scrape sees the old or the new buckets.
+        series.buckets = [old + new for old, new in zip(series.buckets, counts, strict=True)]
+        series.count += sum(counts)
+        series.sum += sum_seconds
+        for reason, count in (errors or {}).items():
+            series.errors[reason] = series.errors.get(reason, 0) + count
+
+    def iteration(self, count: int = 1) -> None:
+        self.iterations += count
 
     def dropped(self, count: int = 1) -> None:
         """Iterations of the open model dropped because every VU was busy."""
         self.dropped_iterations += count
 
-    def unauthorized(self) -> None:
+    def unauthorized(self, count: int = 1) -> None:
         """A 401 that made the worker ask for a new token."""
-        self.unauthorized_count += 1
+        self.unauthorized_count += count
 
     def set_vus(self, vus: int) -> None:
         self.vus = vus
@@ -318,6 +349,22 @@ class WorkerMetrics(Collector):
             yield counter
 
 
+def hdr_bucket_counts(histogram: Any, bounds: Sequence[float]) -> list[int]:
+    """Non-cumulative counts of an HdrHistogram of microseconds per bucket of `bounds`
+    (seconds, sorted), the last one `+Inf`: each bound takes the HdrHistogram slot holding
+    it whole (values up to its highest equivalent value, within the histogram's precision)."""
+    counts = histogram.counts
+    size = int(histogram.counts_len)
+    result: list[int] = []
+    start = 0
+    for bound in bounds:
+        end = min(size, int(histogram.get_counts_array_index(round(bound * 1_000_000))) + 1)
+        result.append(sum(counts[start:end]) if end > start else 0)
+        start = max(start, end)
+    result.append(sum(counts[start:size]) if size > start else 0)
+    return result
+
+
 def _bucket_label(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(bound))
 
@@ -344,6 +391,11 @@ class RefresherMetrics(Collector):
         with self._lock:
             self._version, self._obtained_at, self._expires_at = version, obtained_at, expires_at
             self._refreshes[trigger] = self._refreshes.get(trigger, 0) + 1
+
+    def adopted(self, version: int, obtained_at: float, expires_at: float) -> None:
+        """The current token is one another replica obtained (not counted as a refresh)."""
+        with self._lock:
+            self._version, self._obtained_at, self._expires_at = version, obtained_at, expires_at
 
     def failed(self, reason: str) -> None:
         """A failed attempt to obtain a token; `reason` must not contain secrets."""

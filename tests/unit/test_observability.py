@@ -169,3 +169,37 @@ def test_metrics_port_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(ValueError, match="KUBELOAD_METRICS_PORT"):
         obs.metrics_port()
     assert obs.child_url(9090, 1) == "http://127.0.0.1:9092/metrics"
+
+
+def test_worker_metrics_from_interval_histograms(servers: list[obs.MetricsServer]) -> None:
+    """The worker processes add one HdrHistogram per interval, not one call per request."""
+    from kubeload.metrics import new_histogram
+
+    registry = obs.new_registry()
+    metrics = obs.WorkerMetrics(registry, loadtest="checkout", worker="0")
+    first, second = new_histogram(), new_histogram()
+    for micros in (900, 1000, 4_000, 200_000):  # 1 ms exactly is in le=0.001
+        first.record_value(micros)
+    second.record_value(45_000_000)
+    second.record_value(2_000)
+    metrics.add_interval("home", first, sum_seconds=0.2059, errors={"status_500": 1})
+    metrics.add_interval("home", second, sum_seconds=45.002, errors={"timeout": 1, "status_500": 2})
+    metrics.add_interval("home", new_histogram(), sum_seconds=0.0)  # an empty interval changes nothing
+    assert obs.hdr_bucket_counts(new_histogram(), obs.LATENCY_BUCKETS) == [0] * (len(obs.LATENCY_BUCKETS) + 1)
+    servers.append(obs.serve(registry, 0, host="127.0.0.1"))
+
+    families = scrape(servers[0])
+    ids = {"loadtest": "checkout", "worker": "0", "request": "home"}
+    bucket = "kubeload_worker_request_duration_seconds_bucket"
+    assert value(families, bucket, le="0.001", **ids) == 2
+    assert value(families, bucket, le="0.0025", **ids) == 3
+    assert value(families, bucket, le="0.005", **ids) == 4
+    assert value(families, bucket, le="0.25", **ids) == 5
+    assert value(families, bucket, le="30.0", **ids) == 5
+    assert value(families, bucket, le="+Inf", **ids) == 6
+    assert value(families, "kubeload_worker_request_duration_seconds_count", **ids) == 6
+    assert value(families, "kubeload_worker_requests_total", **ids) == 6
+    assert value(families, "kubeload_worker_request_duration_seconds_sum", **ids) == pytest.approx(45.2079)
+    errors = "kubeload_worker_request_errors_total"
+    assert value(families, errors, reason="status_500", **ids) == 3
+    assert value(families, errors, reason="timeout", **ids) == 1

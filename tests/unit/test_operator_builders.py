@@ -151,6 +151,10 @@ def test_refresher(replicas: int) -> None:
     assert env["KUBELOAD_RUN"]["value"] == "perf/checkout/0b9f0a525d3e"
     assert env["KUBELOAD_REDIS_URL"]["value"] == "redis://checkout-redis.perf.svc:6379/0"
     assert "valueFrom" in env["KUBELOAD_REDIS_PASSWORD"]
+    # /metrics is served by the probe server, on the probe port.
+    probe_port = container["ports"][0]["containerPort"]
+    assert dep["spec"]["template"]["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": str(probe_port), "prometheus.io/path": "/metrics"}
 
 
 def test_inline_secrets_never_reach_pod_specs() -> None:
@@ -204,6 +208,18 @@ def test_workers_job() -> None:
     assert json.loads(env["KUBELOAD_SPEC"]["value"]) == spec.wire()
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["terminationGracePeriodSeconds"] == 40  # gracefulStop 30s + 10s
+    assert env["KUBELOAD_METRICS_PORT"]["value"] == "9090"
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    assert js["template"]["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "9090", "prometheus.io/path": "/metrics"}
+
+
+def test_workers_pod_annotations_override_the_scrape_defaults() -> None:
+    spec = make_spec(workers={"podAnnotations": {"prometheus.io/scrape": "false", "team": "perf"}})
+    annotations = workers_job(OWNER, spec, SETTINGS, 1, 1)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "false"
+    assert annotations["team"] == "perf"
+    assert annotations["prometheus.io/port"] == "9090"
 
 
 def test_workers_job_default_resources_and_image() -> None:

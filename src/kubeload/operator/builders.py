@@ -20,6 +20,7 @@ from typing import Any
 from ..api.durations import parse_duration
 from ..api.models import API_VERSION, KIND, LoadTestSpec
 from ..credentials import credential_env_name
+from ..observability import DEFAULT_METRICS_PORT, ENV_METRICS_PORT
 from ..runtime import ENV_REDIS_PASSWORD, ENV_REDIS_URL, ENV_RUN, ENV_SPEC
 from .settings import OperatorSettings
 
@@ -315,6 +316,11 @@ def _image(spec: LoadTestSpec, settings: OperatorSettings) -> str:
     return spec.workers.image or settings.worker_image
 
 
+def _scrape_annotations(port: int) -> dict[str, str]:
+    """The `prometheus.io/*` annotations of a pod serving `/metrics` on `port`."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+
+
 def refresher_deployment(owner: Owner, spec: LoadTestSpec, settings: OperatorSettings) -> dict[str, Any]:
     """The token refresher; only built when `spec.auth` is set."""
     assert spec.auth is not None
@@ -355,7 +361,9 @@ def refresher_deployment(owner: Owner, spec: LoadTestSpec, settings: OperatorSet
             "replicas": spec.auth.replicas,
             "selector": {"matchLabels": selector(owner, "refresher")},
             "template": {
-                "metadata": {"labels": labels(owner, "refresher")},
+                "metadata": {"labels": labels(owner, "refresher"),
+                             # /metrics is served by the probe server, on the probe port.
+                             "annotations": _scrape_annotations(settings.probe_port)},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
@@ -380,6 +388,8 @@ def workers_job(
     names = child_names(owner.name)
     workers = spec.workers
     env = _runtime_env(owner, spec)
+    # Prometheus /metrics of the pod (its VU processes merged, see kubeload.observability).
+    env.append({"name": ENV_METRICS_PORT, "value": str(DEFAULT_METRICS_PORT)})
     for extra in workers.env:
         if extra.secret_key_ref is not None:
             env.append(_secret_env(extra.name, extra.secret_key_ref.name, extra.secret_key_ref.key))
@@ -393,6 +403,7 @@ def workers_job(
         "imagePullPolicy": workers.image_pull_policy or settings.image_pull_policy,
         "command": ["kubeload", "worker"],
         "env": env,
+        "ports": [{"name": "metrics", "containerPort": DEFAULT_METRICS_PORT, "protocol": "TCP"}],
         "resources": resources or settings.worker_resources,
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own emptyDir
@@ -418,8 +429,8 @@ def workers_job(
     if affinity:
         pod_spec["affinity"] = affinity
     template_metadata: dict[str, Any] = {"labels": {**workers.pod_labels, **labels(owner, "worker")}}
-    if workers.pod_annotations:
-        template_metadata["annotations"] = dict(workers.pod_annotations)
+    # The user's annotations win: they may point Prometheus elsewhere or turn scraping off.
+    template_metadata["annotations"] = {**_scrape_annotations(DEFAULT_METRICS_PORT), **workers.pod_annotations}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

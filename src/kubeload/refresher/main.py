@@ -150,14 +150,19 @@ async def _serve(args: argparse.Namespace, runtime: Any, auth: Any, *, credentia
                  redactor: Any, config: Any, holder: str, request_timeout: float) -> int:
     import httpx
     import redis.asyncio as aioredis
+    from prometheus_client import generate_latest
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
+    from ..observability import RefresherMetrics, new_registry
     from .errors import FirstTokenError, SettingsError
     from .grants import TokenSource
     from .probe import ProbeServer
     from .service import Refresher
     from .store import Store
+
+    def render(registry: Any) -> str:
+        return generate_latest(registry).decode("utf-8")
 
     def redis_client(socket_timeout: float) -> aioredis.Redis:
         # Our loops own retrying and backoff; the client's own retries would stall them.
@@ -174,8 +179,11 @@ async def _serve(args: argparse.Namespace, runtime: Any, auth: Any, *, credentia
     except SettingsError as exc:
         await http.aclose()
         raise FirstTokenError(str(exc)) from None
+    # /metrics on the probe port; `pod` is the holder id (the pod name in a cluster).
+    registry = new_registry("refresher")
+    metrics = RefresherMetrics(registry, loadtest=runtime.keys.name, pod=holder)
     refresher = Refresher(source, store, Store(stream_client, runtime.keys, holder), config=config,
-                          redactor=redactor)
+                          redactor=redactor, metrics=metrics)
 
     async def ready() -> tuple[bool, str]:
         try:
@@ -189,7 +197,7 @@ async def _serve(args: argparse.Namespace, runtime: Any, auth: Any, *, credentia
             return False, "the token in redis has expired"
         return True, f"token valid for {left:.1f}s"
 
-    probe = ProbeServer(args.probe_host, args.probe_port, ready)
+    probe = ProbeServer(args.probe_host, args.probe_port, ready, metrics=lambda: render(registry))
     await probe.start()
     log.info("refresher %s starting (grant %s); probes on http://%s:%d/readyz",
              holder, auth.grant, args.probe_host, probe.port)

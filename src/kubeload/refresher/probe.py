@@ -1,5 +1,5 @@
 """The refresher's probe endpoints: `/healthz` (the process runs), `/readyz` (a valid token is
-in Redis) and `/metrics` when a metrics renderer is plugged in (a later issue)."""
+in Redis) and `/metrics` (Prometheus text format) when a metrics renderer is plugged in."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ __all__ = ["ProbeServer"]
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
 MetricsRenderer = Callable[[], str]
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class ProbeServer:
@@ -53,4 +54,5 @@ class ProbeServer:
     async def _render_metrics(self, request: web.Request) -> web.Response:
         if self._metrics is None:
             return web.Response(status=404, text="metrics are not enabled\n")
-        return web.Response(text=self._metrics(), content_type="text/plain")
+        return web.Response(body=self._metrics().encode("utf-8"),
+                            headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})

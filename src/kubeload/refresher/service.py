@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
@@ -31,6 +32,9 @@ from .grants import Token, TokenSource
 from .redact import Redactor
 from .schedule import Backoff, RefreshBefore, refresh_at, retry_delay
 from .store import Store
+
+if TYPE_CHECKING:
+    from ..observability import RefresherMetrics
 
 __all__ = ["Refresher", "RefresherConfig", "header_value"]
 
@@ -83,6 +87,16 @@ def _failure_state(expires_at: float | None, now: float) -> str:
     return "retrying" if expires_at > now else "expired"
 
 
+def _failure_reason(exc: TokenEndpointError) -> str:
+    """A metrics label for a failed token request: `http_<status>`, `no_response` or
+    `bad_response` (a 2xx/3xx without a usable token); never the message."""
+    if exc.status is None:
+        return "no_response"
+    if exc.status >= 400:
+        return f"http_{exc.status}"
+    return "bad_response"
+
+
 class _LeaseLost(Exception):
     """The token write was refused: another replica holds the lease."""
 
@@ -92,7 +106,8 @@ class Refresher:
 
     def __init__(self, source: TokenSource, store: Store, stream_store: Store, *,
                  config: RefresherConfig, redactor: Redactor,
-                 rand: Callable[[], float] = random.random) -> None:
+                 rand: Callable[[], float] = random.random,
+                 metrics: RefresherMetrics | None = None) -> None:
         self._source = source
         self._store = store
         self._stream_store = stream_store  # own connection: XREAD BLOCK must not stall the rest
@@ -102,6 +117,7 @@ class Refresher:
         self._known_version = 0  # highest version seen in Redis or written: versions only grow
         self._current: _Current | None = None
         self._holding = False
+        self._metrics = metrics  # Prometheus series (kubeload.observability), when served
         self._wake = asyncio.Event()
         self._forced_for: int | None = None  # a refresh was requested for this version
         self._forced_done: set[int] = set()  # versions that already had their forced refresh
@@ -121,6 +137,11 @@ class Refresher:
 
     def _wake_up(self) -> None:
         self._wake.set()
+
+    def _set_holding(self, holding: bool) -> None:
+        self._holding = holding
+        if self._metrics is not None:
+            self._metrics.set_leader(holding)
 
     # -- lease -------------------------------------------------------------------------------
 
@@ -178,7 +199,7 @@ class Refresher:
 
     async def _stop(self, task: asyncio.Task[None]) -> None:
         await _cancel(task)
-        self._holding = False
+        self._set_holding(False)
 
     async def release(self) -> None:
         """Give the lease up (graceful shutdown) so a standby takes over at once."""
@@ -188,7 +209,7 @@ class Refresher:
     # -- holding -----------------------------------------------------------------------------
 
     async def _hold(self) -> None:
-        self._holding = True
+        self._set_holding(True)
         consumer = asyncio.create_task(self._consume_requests())
         try:
             await self._adopt()
@@ -197,7 +218,7 @@ class Refresher:
             log.warning("token write refused: the lease is held by another replica")
         finally:
             await _cancel(consumer)
-            self._holding = False
+            self._set_holding(False)
 
     async def _adopt(self) -> None:
         """Continue from what a previous holder left: its token and rotated refresh token."""
@@ -222,6 +243,8 @@ class Refresher:
             token = Token(value=stored.value, obtained_at=stored.obtained_at,
                           expires_at=stored.expires_at)
             self._current = _Current(token, stored.version, stored.header)
+            if self._metrics is not None:
+                self._metrics.adopted(stored.version, stored.obtained_at, stored.expires_at)
             log.info("continuing with token version %d (expires in %.1fs)",
                      stored.version, stored.expires_at - time.time())
 
@@ -253,6 +276,8 @@ class Refresher:
                 now = time.time()
                 expires_at = self._current.token.expires_at if self._current else None
                 self._state_written = False
+                if self._metrics is not None:
+                    self._metrics.failed(_failure_reason(exc))
                 await self._record(self._store.record_failure(
                     message, now, _failure_state(expires_at, now)))
                 if first and (not exc.transient or attempt + 1 >= self._config.first_token_attempts):
@@ -265,7 +290,8 @@ class Refresher:
                 attempt += 1
                 retry_at = now + delay
                 continue
-            await self._publish(token, "forced" if reason == "forced" else "new")
+            trigger = "initial" if first else "forced" if reason == "forced" else "scheduled"
+            await self._publish(token, "forced" if reason == "forced" else "new", trigger=trigger)
             if attempt:
                 log.info("token request succeeded after %d failed tries", attempt)
             attempt = 0
@@ -322,7 +348,7 @@ class Refresher:
                             "it is kept in memory and written with the next token")
         return token
 
-    async def _publish(self, token: Token, mode: str) -> None:
+    async def _publish(self, token: Token, mode: str, trigger: str = "scheduled") -> None:
         header = header_value(self._config.scheme, token.value)
         delay = 0.05
         while True:
@@ -345,6 +371,8 @@ class Refresher:
         self._state_written = True
         self._known_version = max(self._known_version, version)
         self._current = _Current(token, version, header)
+        if self._metrics is not None:
+            self._metrics.refreshed(version, token.obtained_at, token.expires_at, trigger=trigger)
         if token.refresh_token is not None:
             await self._record(self._store.write_refresh_token(token.refresh_token))
         due = refresh_at(token.obtained_at, token.expires_at, self._config.refresh_before)

@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
                         help=f"name in metrics and heartbeats (env {ENV_WORKER_ID}; default the host name)")
     parser.add_argument("--engine", default=os.environ.get(ENV_ENGINE, DEFAULT_ENGINE), choices=ENGINES,
                         help=f"HTTP engine (env {ENV_ENGINE}, default {DEFAULT_ENGINE})")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus /metrics on this port (all addresses); the VU processes "
+                        "use the next ports on loopback (env KUBELOAD_METRICS_PORT; default 0 = off)")
     parser.set_defaults(handler=_run)
 
 
@@ -58,9 +61,20 @@ def _run(args: argparse.Namespace) -> int:
         config = RuntimeConfig.from_args(args)
         index = _non_negative_int(str(args.index), "--index")
         processes = None if args.processes in (None, "") else _non_negative_int(str(args.processes), "--processes")
+        metrics_port = _metrics_port(args.metrics_port)
     except ValueError as error:
         print(f"kubeload worker: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS
     worker_id = args.worker_id or f"{socket.gethostname()}-{index}"
     return supervise(config, WorkerOptions(index=index, worker_id=worker_id, processes=processes,
-                                           engine=args.engine))
+                                           engine=args.engine, metrics_port=metrics_port))
+
+
+def _metrics_port(flag: int | None) -> int:
+    from ..observability import metrics_port
+
+    if flag is None:
+        return metrics_port(default=0)  # off unless asked for (the operator's pods set the env)
+    if not 0 <= flag <= 65535:
+        raise ValueError(f"--metrics-port must be a port number (0 disables), got {flag}")
+    return flag

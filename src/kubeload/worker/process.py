@@ -17,7 +17,7 @@ import os
 import signal
 from collections.abc import Callable, Mapping, MutableSequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -35,6 +35,9 @@ from .memory import limit_malloc_arenas
 from .prepared import prepare_requests
 from .recorder import Recorder
 from .sink import MetricsSink
+
+if TYPE_CHECKING:
+    from ..observability import WorkerMetrics
 
 __all__ = [
     "EXIT_BAD_OPTIONS",
@@ -86,6 +89,7 @@ class ProcessSettings:
     processes: int
     process: int
     engine: str
+    metrics_port: int = 0  # the pod's Prometheus port (0: no /metrics); this process serves child_port()
 
 
 class _Model(Protocol):
@@ -150,6 +154,7 @@ class _Process:
         self._state = State.STARTING
         self._client: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.metrics: WorkerMetrics | None = None  # Prometheus series, fed once per interval
 
     # -- shared gauges -------------------------------------------------------------------
 
@@ -159,12 +164,16 @@ class _Process:
 
     def _write_gauges(self) -> None:
         if self.gauges is None:
+            if self.metrics is not None and self.model is not None:
+                self.metrics.set_vus(self.model.vus)
             return
         base = self.settings.process * GAUGE_FIELDS
         model = self.model
         self.gauges[base] = model.vus if model is not None else 0
         self.gauges[base + 1] = model.vus_max if model is not None else 0
         self.gauges[base + 2] = self._state
+        if self.metrics is not None:
+            self.metrics.set_vus(self.gauges[base])
 
     async def _publish_gauges(self) -> None:
         parent = os.getppid()
@@ -188,6 +197,8 @@ class _Process:
             with contextlib.suppress(Exception):
                 extra, gauges = split_token_stats(self.token.stats(), self._token_stats)
         model = self.model
+        if self.metrics is not None:
+            self._feed_metrics(self.metrics, extra)
         delta = self.recorder.take_delta(
             interval=index,
             start=self.clock.epoch(self._interval_start),
@@ -199,6 +210,20 @@ class _Process:
         )
         self._interval_start = end_elapsed
         return delta
+
+    def _feed_metrics(self, metrics: WorkerMetrics, token_counters: Mapping[str, int]) -> None:
+        """Add the interval about to be taken as a delta to the Prometheus series (once per
+        interval: the request path never touches them)."""
+        recorder = self.recorder
+        for name, stats in recorder.by_name.items():
+            if stats.reqs:
+                metrics.add_interval(name, stats.histogram, sum_seconds=stats.sum_us / 1_000_000,
+                                     errors=stats.failures)
+        metrics.iteration(recorder.iterations)
+        metrics.dropped(recorder.dropped_iterations)
+        metrics.unauthorized(token_counters.get("token_unauthorized", 0))
+        if self.model is not None:
+            metrics.set_vus(self.model.vus)
 
     async def _report_intervals(self, sink: MetricsSink) -> None:
         interval = self.plan.metrics_interval
@@ -374,7 +399,31 @@ async def run_process(settings: ProcessSettings, gauges: MutableSequence[int] | 
     except ValidationError as error:
         log.error("the plan's spec is invalid: %s", error)
         return EXIT_BAD_OPTIONS
-    return await _Process(settings, plan, spec, gauges).run()
+    process = _Process(settings, plan, spec, gauges)
+    server = _serve_metrics(process, settings)
+    try:
+        return await process.run()
+    finally:
+        if server is not None:
+            await asyncio.to_thread(server.close)
+
+
+def _serve_metrics(process: _Process, settings: ProcessSettings) -> Any:
+    """With a metrics port, serve this process's series on loopback for the supervisor to merge;
+    a port that cannot be bound costs the metrics, never the load."""
+    if not settings.metrics_port:
+        return None
+    from .. import observability as obs
+
+    registry = obs.new_registry()
+    process.metrics = obs.WorkerMetrics(registry, loadtest=settings.keys.name, worker=str(settings.worker_index))
+    port = obs.child_port(settings.metrics_port, settings.process)
+    try:
+        return obs.serve(registry, port, host="127.0.0.1")
+    except OSError as error:
+        log.warning("cannot serve metrics on 127.0.0.1:%d (%s): this process's metrics are left out",
+                    port, error)
+        return None
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -53,6 +53,7 @@ class WorkerOptions:
     worker_id: str
     processes: int | None  # None: from the spec (0 there: one per CPU)
     engine: str
+    metrics_port: int = 0  # Prometheus /metrics of the pod (0: off); children use the ports after it
 
 
 def processes_for(requested: int | None, spec: LoadTestSpec) -> int:
@@ -134,12 +135,41 @@ def supervise(config: RuntimeConfig, options: WorkerOptions) -> int:
         settings = ProcessSettings(
             redis_url=config.redis_url, redis_password=config.redis_password, keys=config.keys,
             plan_json=plan.to_json(), worker_index=options.index, worker_id=options.worker_id,
-            processes=processes, process=process, engine=options.engine)
+            processes=processes, process=process, engine=options.engine,
+            metrics_port=options.metrics_port)
         child = context.Process(target=process_entry, args=(settings, gauges),
                                 name=f"kubeload-worker-{options.index}-{process}")
         child.start()
         children.append(child)
 
+    # Only now, with every child forked: the server's thread must not exist at fork time.
+    server = _serve_metrics(options.metrics_port, processes)
+    try:
+        return _watch(config, options, plan, spec, children, gauges, signals)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _serve_metrics(port: int, processes: int) -> Any:
+    """The pod's /metrics: the children's series merged, with a `process` label."""
+    if not port:
+        return None
+    from .. import observability as obs
+
+    registry = obs.new_registry("worker")
+    registry.register(obs.ChildProcessesCollector([obs.child_url(port, i) for i in range(processes)]))
+    try:
+        return obs.serve(registry, port)
+    except OSError as error:
+        log.warning("cannot serve metrics on port %d (%s): the load runs without them", port, error)
+        return None
+
+
+def _watch(config: RuntimeConfig, options: WorkerOptions, plan: Plan, spec: LoadTestSpec,  # noqa: PLR0917
+           children: list[Any], gauges: Any, signals: _Signals) -> int:
+    """Heartbeats, forwarded stops and the watchdog until every child has exited; the exit code."""
+    processes = len(children)
     client = _sync_redis(config)
     key = config.keys.worker(options.index)
     ttl_ms = int(3 * plan.metrics_interval * 1000)
