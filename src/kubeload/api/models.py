@@ -437,6 +437,15 @@ class ResourceRequirements(ApiModel):
     ] = Field(default_factory=dict)
     """What the scheduler reserves, e.g. `{cpu: 500m, memory: 256Mi}`."""
 
+    rules = (
+        Rule(
+            cel="!has(self.requests) || size(self.requests) == 0 || (has(self.limits) && size(self.limits) > 0)",
+            message="set limits too when setting requests: worker pods always run with limits",
+            check=lambda r: not r.requests or bool(r.limits),
+            field="limits",
+        ),
+    )
+
 
 class EnvVar(ApiModel):
     """An environment variable for the worker pods: a `value` or a `secretKeyRef`."""

@@ -396,7 +396,8 @@ def workers_job(
         else:
             env.append({"name": extra.name, "value": extra.value or ""})
     env_from = [item.wire() for item in workers.env_from]
-    resources = workers.resources.wire() if (workers.resources.limits or workers.resources.requests) else None
+    # The spec's resources (the API requires limits whenever requests are set), else the defaults.
+    resources = workers.resources.wire() if workers.resources.limits else settings.worker_resources
     container: dict[str, Any] = {
         "name": "worker",
         "image": _image(spec, settings),
@@ -404,7 +405,7 @@ def workers_job(
         "command": ["kubeload", "worker"],
         "env": env,
         "ports": [{"name": "metrics", "containerPort": DEFAULT_METRICS_PORT, "protocol": "TCP"}],
-        "resources": resources or settings.worker_resources,
+        "resources": resources,
         "securityContext": _container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own emptyDir
     }

@@ -284,10 +284,14 @@ class Refresher:
                     raise FirstTokenError(
                         f"cannot obtain the first token after {attempt + 1} "
                         f"{'try' if attempt == 0 else 'tries'}: {message}") from None
-                delay = retry_delay(self._config.backoff, attempt, self._rand(), now, expires_at)
+                rand = self._rand()
+                delay = retry_delay(self._config.backoff, attempt, rand, now, expires_at)
                 log.warning("token request failed (try %d): %s; retrying in %.2fs",
                             attempt + 1, message, delay)
-                attempt += 1
+                # Tries squeezed together before the expiry do not grow the backoff, so once
+                # the auth server is back after a long outage the token returns promptly.
+                if delay >= self._config.backoff.delay(attempt, rand):
+                    attempt += 1
                 retry_at = now + delay
                 continue
             trigger = "initial" if first else "forced" if reason == "forced" else "scheduled"
