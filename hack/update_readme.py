@@ -27,11 +27,9 @@ def _lookup(values: dict[str, Any], path: str) -> Any:
     return node
 
 
-def values_table() -> str:
-    """One row per documented key of values.yaml: the key, its default and its comment."""
-    text = (ROOT / "charts" / "kubeload" / "values.yaml").read_text()
-    values = yaml.safe_load(text)
-    rows = ["| value | default | description |", "| --- | --- | --- |"]
+def documented_values(text: str) -> list[tuple[str, str]]:
+    """(dotted key, its `# --` comment) for every documented key of a values.yaml text."""
+    found: list[tuple[str, str]] = []
     stack: list[tuple[int, str]] = []
     comment: list[str] = []
     for line in text.splitlines():
@@ -52,10 +50,19 @@ def values_table() -> str:
         if doc:
             start = comment.index(doc[0])
             words = " ".join(c.lstrip("#").strip() for c in comment[start:]).removeprefix("-- ")
-            path = ".".join(k for _, k in stack)
-            default = json.dumps(_lookup(values, path), separators=(",", ":")).replace("|", "\\|")
-            rows.append(f"| `{path}` | `{default}` | {words.replace('|', chr(92) + '|')} |")
+            found.append((".".join(k for _, k in stack), words))
         comment = []
+    return found
+
+
+def values_table() -> str:
+    """One row per documented key of values.yaml: the key, its default and its comment."""
+    text = (ROOT / "charts" / "kubeload" / "values.yaml").read_text()
+    values = yaml.safe_load(text)
+    rows = ["| value | default | description |", "| --- | --- | --- |"]
+    for path, words in documented_values(text):
+        default = json.dumps(_lookup(values, path), separators=(",", ":")).replace("|", "\\|")
+        rows.append(f"| `{path}` | `{default}` | {words.replace('|', chr(92) + '|')} |")
     return "\n".join(rows) + "\n"
 
 

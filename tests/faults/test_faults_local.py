@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import redis as redis_lib
 import yaml
+from support.manifests import manifest
 from support.procs import RedisServer, free_port, stop_process
 from support.target import http_target
 
@@ -30,15 +31,6 @@ from test_token_harness import CLIENT_SECRET, DEMO_ENV, Demo, demo_target  # noq
 pytestmark = pytest.mark.faults
 
 REDIS_PASSWORD_PLANTED = "planted-redis-pw-9c41e7d2"
-
-
-def manifest(tmp_path: Path, name: str, base_url: str, load: dict[str, Any], **spec: Any) -> Path:
-    doc = {"apiVersion": "kubeload.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": name},
-           "spec": {"target": {"baseURL": base_url}, "requests": [{"name": "home", "path": "/home"}],
-                    "load": load, **spec}}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def run(kubeload_bin: str, path: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None,

@@ -9,24 +9,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from support.manifests import manifest
 from support.procs import free_port, stop_process, wait_for_port
 from support.target import http_target
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def manifest(tmp_path: Path, name: str, base_url: str, load: dict[str, Any], **spec: Any) -> Path:
-    doc = {"apiVersion": "kubeload.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": name},
-           "spec": {"target": {"baseURL": base_url}, "requests": [{"name": "home", "path": "/home"}],
-                    "load": load, **spec}}
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def processes_of_run(name: str) -> list[int]:

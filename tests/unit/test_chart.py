@@ -113,27 +113,10 @@ def test_lint_is_clean() -> None:
 
 def documented_keys(text: str) -> set[str]:
     """Dotted paths of the keys of values.yaml that have a `# --` comment right above them."""
-    documented: set[str] = set()
-    stack: list[tuple[int, str]] = []
-    comment: list[str] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            comment.append(stripped)
-            continue
-        match = re.match(r"^( *)([A-Za-z][\w.-]*):", line)
-        if not match:
-            if not stripped:
-                comment = []
-            continue
-        indent, key = len(match.group(1)), match.group(2)
-        while stack and stack[-1][0] >= indent:
-            stack.pop()
-        stack.append((indent, key))
-        if any(c.startswith("# --") for c in comment):
-            documented.add(".".join(k for _, k in stack))
-        comment = []
-    return documented
+    sys.path.insert(0, str(ROOT / "hack"))
+    from update_readme import documented_values
+
+    return {path for path, _ in documented_values(text)}
 
 
 def leaves(values: dict[str, Any], documented: set[str], prefix: str = "") -> Iterator[str]:
