@@ -589,7 +589,7 @@ def test_spec_change_after_start_is_refused(harness: tuple[PodRunner, Operator],
 
 
 def test_shared_token_from_the_refresher(harness: tuple[PodRunner, Operator], namespace: str,
-                                         target: Target) -> None:
+                                         target: Target, tmp_path: Path) -> None:
     runner, _ = harness
     cp = runner.cp
     cp.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-creds", "namespace": namespace},
@@ -616,3 +616,15 @@ def test_shared_token_from_the_refresher(harness: tuple[PodRunner, Operator], na
     # No secret in the refresher's pod spec: both credentials are references.
     dump = json.dumps(cp.get("deployment", "auth-refresher", "-n", namespace))
     assert "client-secret-value" not in dump and "e2e-client" not in dump
+    # Neither the secret nor any issued token is in the status, the Events, the summary or any log
+    # (operator, refresher, workers, Redis).
+    places = {
+        "status and spec": json.dumps(cp.get("loadtest", "auth", "-n", namespace)),
+        "events": json.dumps(cp.get("events", "-n", namespace)),
+        "summary": json.dumps(cp.get("configmap", "auth-summary", "-n", namespace)),
+        **{f"log {p.name}": p.read_text(errors="replace") for p in tmp_path.rglob("*.log")},
+    }
+    assert any(name.startswith("log auth-refresher") for name in places), sorted(places)
+    for name, text in places.items():
+        assert "client-secret-value" not in text, f"the client secret leaked into {name}"
+        assert not re.search(r"tok-[0-9]+\b", text), f"an access token leaked into {name}"
