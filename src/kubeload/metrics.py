@@ -267,8 +267,12 @@ class MetricsTotals:
 
     @property
     def vus(self) -> int:
-        """VUs of the latest interval each process reported, summed."""
-        return sum(vus for _, vus, _ in self._gauges.values())
+        """VUs of the latest interval each process reported, summed over the processes still
+        reporting: one silent for two intervals (killed) no longer counts."""
+        if not self._gauges:
+            return 0
+        newest = max(index for index, _, _ in self._gauges.values())
+        return sum(vus for index, vus, _ in self._gauges.values() if index >= newest - 1)
 
     @property
     def vus_max(self) -> int:

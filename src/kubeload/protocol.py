@@ -16,14 +16,19 @@ one Redis Cluster hash slot), so runs never collide and one Redis serves many te
 |    entry: {version: <the version that got 401>, worker: <id>}; one forced refresh/version   |
 | `…:token:stats`                       | hash    | refresher           | operator, runner   |
 |    fields: refreshes, failures, forced, expirations, lastError (secret-free), lastErrorAt, |
-|    expiredAt, holder, state (starting / ok / retrying / expired)                         |
+|    expiredAt, holder, failovers (lease taken over from another holder), state (starting / |
+|    ok / retrying / expired)                                                               |
 | `…:lease:refresher`                   | string  | refresher (SET NX PX)| refresher         |
 | `…:plan`                              | string  | operator / runner   | workers            |
 |    JSON of `Plan`                                                                           |
 | `…:stop`                              | string  | operator / runner   | workers            |
 |    JSON {phase, reason, message, at}; its presence stops the run (polled + pub/sub)       |
 | `…:control` (channel)                 | channel | operator / runner   | workers            |
-|    "stop" or "plan" (re-read the plan)                                                      |
+|    "stop", "plan" (re-read the plan) or "membership" (re-read the membership)               |
+| `…:membership`                        | string  | workers, runner     | workers            |
+|    JSON {"epochs": [{"at": plan-elapsed s, "lost": "w:p,w:p"}, …]}: from `at` on, those    |
+|    (worker, process) members are lost and the live ones share their load; written only by  |
+|    `kubeload.membership.PROPOSE_LUA`                                                        |
 | `…:metrics`                           | stream  | workers             | operator / runner  |
 |    entry: {worker, process, seq, payload (JSON of an interval delta)}                      |
 | `…:workers:<index>`                   | string  | workers             | operator / runner  |
@@ -85,6 +90,10 @@ class RunKeys:
     @property
     def control(self) -> str:
         return self.prefix + "control"
+
+    @property
+    def membership(self) -> str:
+        return self.prefix + "membership"
 
     @property
     def metrics(self) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "arrival_vus",
     "first_iteration",
     "iteration_start",
+    "iterations_due",
     "iterations_started_by",
     "peak_target",
     "planned_iterations",
@@ -312,5 +313,11 @@ def first_iteration(load: Load, place: Slot, elapsed: float) -> int:
     them rather than bursting to catch up); among the rest, the slot's are `place.index`
     modulo `place.count`.
     """
-    due = max(0, math.ceil(iterations_started_by(load, elapsed) - _EPSILON)) if elapsed > 0 else 0
+    due = iterations_due(load, elapsed)
     return due + (place.index - due) % place.count
+
+
+def iterations_due(load: Load, elapsed: float) -> int:
+    """The number of the first iteration that starts at or after `elapsed`: the ones before it
+    are due before `elapsed`."""
+    return max(0, math.ceil(iterations_started_by(load, elapsed) - _EPSILON)) if elapsed > 0 else 0

@@ -32,6 +32,7 @@ def token_section(stats: Mapping[str, str], totals: MetricsTotals) -> dict[str, 
         "forced": number("forced"),
         "version": number("version"),
         "unauthorized": int(totals.counters.get("token_unauthorized", 0)),
+        "failovers": number("failovers"),
         "state": stats.get("state", ""),
     }
 
@@ -49,9 +50,12 @@ def build_summary(
     verdicts: Sequence[ThresholdVerdict],
     verdict: Verdict,
     token: Mapping[str, Any] | None = None,
+    *,
     reason: str = "",
+    workers: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The summary document from `MetricsTotals.summary()` (`raw`), the verdicts and token numbers."""
+    """The summary document from `MetricsTotals.summary()` (`raw`), the verdicts, token numbers
+    and `workers` ({planned, failed, processesLost})."""
     metrics: dict[str, Any] = dict(raw.get("metrics", {}))
     metrics.pop("vus", None)  # a gauge of the moment; vus_max is the summary's number
     requests: Mapping[str, Mapping[str, Any]] = raw.get("requests", {})
@@ -66,6 +70,7 @@ def build_summary(
         "metrics": metrics,
         "thresholds": thresholds,
         "token": dict(token) if token is not None else None,
+        "workers": dict(workers) if workers is not None else None,
         "errors": _summed(requests, "failures"),
         "status": _summed(requests, "status"),
         "duration": raw.get("seconds", 0.0),

@@ -9,9 +9,13 @@ in the `<name>-summary` ConfigMap, shaped like k6's summary export:
                  "vus_max": {"value"}, "data_sent": {"count", "rate"}, "data_received": {...},
                  "http_req_duration{name:<request>}": {...}, "http_reqs{name:<request>}": {...}},
      "thresholds": {"<metric>": {"<condition>": {"ok": bool}}},
-     "token": {"refreshes", "failures", "forced", "version", "unauthorized"},
+     "token": {"refreshes", "failures", "forced", "version", "unauthorized", "failovers"},
+     "workers": {"planned", "failed", "processesLost"},
      "errors": {"<reason>": count}, "status": {"<code>": count},
      "verdict": "passed" | "failed", "duration": seconds}
+
+`workers.failed` counts worker processes (local mode) or pods (the Job's count) that failed;
+`workers.processesLost` the VU processes lost mid-run whose load the others took over.
 
 As in k6, `http_req_failed.passes` counts failed requests (the rate's true values) and `fails`
 the others. Durations are milliseconds.
@@ -100,7 +104,12 @@ def render_summary(summary: dict[str, Any]) -> str:
     token = summary.get("token")
     if token:
         lines.append(_line("token", " ".join(f"{k}={token.get(k, 0)}" for k in
-                                              ("version", "refreshes", "failures", "forced", "unauthorized"))))
+                                              ("version", "refreshes", "failures", "forced", "unauthorized",
+                                               "failovers"))))
+    workers = summary.get("workers")
+    if workers and (workers.get("failed") or workers.get("processesLost")):
+        lines.append(_line("workers", f"{workers.get('planned', 0)} planned, {workers.get('failed', 0)} failed, "
+                                      f"{workers.get('processesLost', 0)} VU process(es) lost and taken over"))
     verdict = summary.get("verdict", "")
     if verdict:
         lines += ["", f"  verdict: {verdict.upper()}"]

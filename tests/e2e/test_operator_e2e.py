@@ -272,6 +272,18 @@ class PodRunner:
         names = {name for name, c in self.started if c == component}
         return sum(1 for name, proc in self.procs.values() if name in names and proc.poll() is None)
 
+    def kill_pod_process(self, pod_prefix: str, sig: int = signal.SIGKILL) -> tuple[str, int]:
+        """Send `sig` to the process group backing the one live pod whose name starts with
+        `pod_prefix` (in this runner's namespace), as if its container died; the runner then
+        reports the pod Failed and its controller replaces it. Returns (pod name, pid)."""
+        live = [(name, proc) for name, proc in self.procs.values()
+                if name.startswith(pod_prefix) and proc.poll() is None]
+        if len(live) != 1:
+            raise AssertionError(f"expected one live pod named {pod_prefix}*, found {[n for n, _ in live]}")
+        name, proc = live[0]
+        os.killpg(proc.pid, sig)
+        return name, proc.pid
+
 
 def _expand(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), text)
@@ -628,3 +640,121 @@ def test_shared_token_from_the_refresher(harness: tuple[PodRunner, Operator], na
     for name, text in places.items():
         assert "client-secret-value" not in text, f"the client secret leaked into {name}"
         assert not re.search(r"tok-[0-9]+\b", text), f"an access token leaked into {name}"
+
+
+def test_refresher_pod_killed_is_replaced_without_401(harness: tuple[PodRunner, Operator], namespace: str,
+                                                      tmp_path: Path) -> None:
+    """Injected: SIGKILL of the only refresher pod's process (auth.replicas 1, no standby) right after
+    it published a token version, mid-run. Tokens live 20 s, refreshed with 50 % left.
+    Must hold: the pod is reported Failed, the Deployment's ReplicaSet creates a new pod, which takes
+    the lease over once the dead one's lease (10 s) ran out and continues with the token in Redis;
+    the LoadTest ends Succeeded; status.token.failovers >= 1 and names the new pod as holder;
+    no 401 (the target's count and status.token.unauthorized); the version grew past the one at
+    the kill."""
+    tests = ROOT / "tests"
+    for extra in (tests, tests / "integration"):
+        if str(extra) not in sys.path:
+            sys.path.insert(0, str(extra))
+    from test_token_harness import CLIENT_SECRET, demo_target
+
+    runner, _ = harness
+    cp = runner.cp
+    name = "failover"
+    with demo_target(tmp_path, lifetime="20s", latency="2ms") as demo:
+        cp.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-creds", "namespace": namespace},
+                  "stringData": {"secret": CLIENT_SECRET}}, namespace=namespace)
+        manifest = {
+            "apiVersion": "kubeload.dev/v1alpha1", "kind": "LoadTest", "metadata": {"name": name},
+            "spec": {
+                "target": {"baseURL": demo.url},
+                "requests": [{"name": "items", "path": "/api/items"}],
+                "load": {"executor": "constant-vus", "vus": 2, "duration": "30s", "gracefulStop": "3s",
+                         "thinkTime": "50ms"},
+                "workers": {"vusPerWorker": 2, "maxWorkers": 1},
+                "auth": {"grant": "client_credentials", "tokenURL": demo.token_url,
+                         "clientID": {"value": "demo-client"},
+                         "clientSecret": {"secretKeyRef": {"name": "api-creds", "key": "secret"}},
+                         "refreshBefore": "50%", "replicas": 1},
+                "thresholds": [{"metric": "http_req_failed", "condition": "rate<0.01"}],
+            },
+        }
+        cp.apply(manifest, namespace=namespace)
+        running = wait_for(lambda: (s := _status(cp, namespace, name)).get("requests", 0) > 0 and s,
+                           timeout=90, interval=0.3, what="running with requests")
+        # Kill right after a new version shows in status: the token then has ~its whole lifetime.
+        version = running["token"]["version"]
+        wait_for(lambda: _status(cp, namespace, name).get("token", {}).get("version", 0) > version,
+                 timeout=30, interval=0.2, what="a refresh")
+        at_kill = _status(cp, namespace, name)["token"]
+        victim, _ = runner.kill_pod_process(f"{name}-refresher-")
+        killed = time.monotonic()
+        assert at_kill["holder"] == victim and at_kill["failovers"] == 0, at_kill
+        replaced = wait_for(lambda: next((n for n, c in runner.started if c == "refresher" and n != victim), None),
+                            timeout=30, interval=0.1, what="a replacement refresher pod")
+        replaced_after = time.monotonic() - killed
+        taken = wait_for(lambda: (t := _status(cp, namespace, name).get("token", {})).get("holder") == replaced and t,
+                         timeout=30, interval=0.2, what="the new pod holding the lease")
+        takeover = time.monotonic() - killed
+        final = _wait_phase(cp, namespace, name, ("Succeeded", "Failed", "Aborted"), timeout=120)
+        stats = demo.stats()
+    token = final["token"]
+    print(f"\nrefresher pod killed at token version {at_kill['version']}: replacement pod started after "
+          f"{replaced_after:.1f}s, the new pod holds the lease (status) after {takeover:.1f}s; "
+          f"final token {({k: token[k] for k in ('version', 'refreshes', 'failovers', 'unauthorized', 'failures')})}, "
+          f"401s at the target {stats['unauthorized']}, requests {final['requests']}")
+    assert final["phase"] == "Succeeded" and final["verdict"] == "passed", final
+    assert taken["failovers"] >= 1 and token["failovers"] >= 1, token
+    assert token["holder"] == replaced, (token["holder"], replaced)
+    assert token["unauthorized"] == 0 and stats["unauthorized"] == 0, (token, stats["unauthorized"])
+    assert token["version"] > at_kill["version"], (token, at_kill)
+    assert final["requests"] > 0 and final["failedRequests"] == 0, final
+    # 10 s lease of the dead pod + a status period; the pod replacement runs meanwhile.
+    assert takeover <= 10 + 4, takeover
+    assert [c for _, c in runner.started].count("refresher") == 2, runner.started
+    logs = {p.name: p.read_text(errors="replace") for p in tmp_path.rglob("*.log")}
+    assert not [n for n, text in logs.items() if CLIENT_SECRET in text]
+    assert not runner.errors, runner.errors
+
+
+def test_worker_pod_killed_mid_run_its_share_moves_and_the_replacement_rejoins(
+        harness: tuple[PodRunner, Operator], namespace: str, target: Target) -> None:
+    """Injected: SIGKILL of worker pod 1's processes (of 2 pods, 3 VUs each) mid-run.
+    Must hold: the status keeps 6 VUs (worker 0 carries the lost 3 until the Job's replacement
+    pod is back in the plan), counts the failed pod (status.workers.failed, the summary's
+    workers), the LoadTest ends Succeeded, and the target's count equals the status's requests
+    but for the killed pod's last, unreported interval."""
+    runner, _ = harness
+    cp = runner.cp
+    name = "podkill"
+    manifest = _manifest("operator-stages.yaml", target)
+    manifest["metadata"]["name"] = name
+    manifest["spec"]["load"] = {"executor": "constant-vus", "vus": 6, "duration": "30s", "thinkTime": "100ms",
+                                "gracefulStop": "3s"}
+    manifest["spec"]["workers"].update({"vusPerWorker": 3, "maxWorkers": 2})
+    cp.apply(manifest, namespace=namespace)
+    wait_for(lambda: _status(cp, namespace, name).get("vus") == 6, timeout=90, interval=0.3, what="6 VUs on 2 pods")
+    victim, _ = runner.kill_pod_process(f"{name}-workers-1-")
+    killed = time.monotonic()
+    samples: list[tuple[float, dict[str, Any]]] = []
+    while (status := _status(cp, namespace, name)).get("phase") == "Running":
+        samples.append((time.monotonic() - killed, status))
+        time.sleep(0.3)
+    final = _wait_phase(cp, namespace, name, ("Succeeded", "Failed", "Aborted"), timeout=120)
+    served = target.count
+
+    replacement = [n for n, c in runner.started if c == "worker" and n.startswith(f"{name}-workers-1-") and n != victim]
+    assert replacement, runner.started
+    # Within two status periods of the kill the fleet runs all 6 VUs again; from then on it
+    # stays there (a moment of hand-over back to the replacement may show 5 or 7).
+    end = samples[-1][0] - 4.0  # the last seconds drain the VUs
+    settled = [s["vus"] for t, s in samples if 4.0 <= t <= end]
+    assert settled and settled.count(6) >= 0.8 * len(settled), settled
+    assert any(s["workers"].get("lost") for _, s in samples), "the status never showed the lost processes"
+    assert samples[-1][1]["workers"]["lost"] == 0, samples[-1][1]["workers"]  # the replacement is back
+    assert final["phase"] == "Succeeded" and final["verdict"] == "passed", final
+    assert final["workers"]["failed"] >= 1, final["workers"]
+    summary = json.loads(cp.get("configmap", f"{name}-summary", "-n", namespace)["data"]["summary.json"])
+    assert summary["workers"]["failed"] >= 1 and summary["workers"]["processesLost"] == 1, summary["workers"]
+    # 3 VUs at ~10 requests/s each over one 2 s interval, at most, went unreported.
+    assert 0 <= served - final["requests"] <= 3 * 10 * 2, (served, final["requests"])
+    assert not runner.errors, runner.errors

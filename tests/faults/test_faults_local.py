@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -19,14 +20,17 @@ import pytest
 import redis as redis_lib
 import yaml
 from support.manifests import manifest
-from support.procs import RedisServer, free_port, stop_process
+from support.procs import RedisServer, command_line, free_port, processes_of_run, stop_process
 from support.target import http_target
+from support.token_watch import TokenWatch
 
 TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS / "integration") not in sys.path:
     sys.path.insert(0, str(TESTS / "integration"))
 
 from test_token_harness import CLIENT_SECRET, DEMO_ENV, Demo, demo_target  # noqa: E402
+
+from kubeload.protocol import RunKeys  # noqa: E402
 
 pytestmark = pytest.mark.faults
 
@@ -40,26 +44,6 @@ def run(kubeload_bin: str, path: Path, tmp_path: Path, *args: str, env: dict[str
                              "--out", str(report), *args], capture_output=True, text=True, timeout=timeout,
                             env=env)
     return result, export, report
-
-
-def processes_of_run(name: str) -> list[int]:
-    marker = f"KUBELOAD_RUN=local/{name}/".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def detail(result: subprocess.CompletedProcess[str]) -> str:
@@ -398,3 +382,87 @@ def test_wrong_client_secret_fails_fast_without_echoing_it(kubeload_bin: str, tm
     assert "refresher" in output and "401" in output, detail(result)
     assert wrong not in output and CLIENT_SECRET not in output
     assert processes_of_run("fault-badsecret") == []
+
+
+# -- the refresher killed mid-run (no standby) --------------------------------------------------
+
+def run_keys(client: redis_lib.Redis, name: str) -> RunKeys:
+    """The keys of the one run of `name` in this Redis (found by its plan)."""
+    plans = [str(k) for k in client.scan_iter(match=f"kubeload:{{local/{name}/*}}:plan")]
+    assert len(plans) == 1, plans
+    run_id = plans[0].split("}")[0].rsplit("/", 1)[1]
+    keys = RunKeys("local", name, run_id)
+    assert keys.plan == plans[0], (keys.plan, plans)
+    return keys
+
+
+def test_refresher_killed_mid_run_is_restarted(kubeload_bin: str, redis: RedisServer, tmp_path: Path) -> None:
+    """Injected: SIGKILL of the refresher process (the only one: no standby in local mode) ~5 s into
+    a 20 s run, right after it published a token version; tokens live 6 s and are refreshed at 80 %.
+    Must hold: the runner says it starts the refresher again and does; the new one takes the lease
+    over (the runner frees the dead one's lease) and continues with the token in Redis, which never
+    lapses; exit 0; zero 401s at the target and in the summary; the summary's token section counts
+    the failover and versions past the one at the kill; no secret or token in stdout or stderr."""
+    name = "fault-refresher"
+    with demo_target(tmp_path, lifetime="6s", latency="2ms") as demo:
+        path = manifest(tmp_path, name, demo.url,
+                        {"executor": "constant-vus", "vus": 4, "duration": "20s", "gracefulStop": "3s",
+                         "thinkTime": "20ms"},
+                        requests=[{"name": "items", "path": "/api/items"}], auth=auth_spec(demo),
+                        thresholds=[{"metric": "http_req_failed", "condition": "rate<0.01"}])
+        export = tmp_path / "summary.json"
+        proc = subprocess.Popen([kubeload_bin, "run", str(path), "--plain", "--redis-url", redis.url,
+                                 "--summary-export", str(export)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=run_env(redis.password))
+        watch: TokenWatch | None = None
+        try:
+            wait_until(lambda: served_by(demo) > 100, 30, "no load reached the demo API")
+            client = redis_lib.Redis(port=redis.port, password=redis.password, decode_responses=True)
+            keys = run_keys(client, name)
+            watch = TokenWatch(redis, keys)
+            time.sleep(2)
+            # Kill right after a publish: the token then has its whole lifetime to cover the restart.
+            current = int(client.hget(keys.token, "version") or 0)
+            wait_until(lambda: int(client.hget(keys.token, "version") or 0) > current, 10,
+                       "no refresh")
+            version_at_kill = int(client.hget(keys.token, "version") or 0)
+            refreshers = [pid for pid in processes_of_run(name) if " refresher " in command_line(pid)]
+            assert len(refreshers) == 1, [command_line(pid) for pid in processes_of_run(name)]
+            os.kill(refreshers[0], signal.SIGKILL)
+            killed = time.monotonic()
+            wait_until(lambda: watch is not None and watch.holders[-1][1] not in (None, "local-refresher-1"),
+                       15, "no new lease holder")
+            takeover = next(t for t, h in watch.holders if h not in (None, "local-refresher-1")) - killed
+            wait_until(lambda: watch is not None and watch.versions[-1] > version_at_kill, 15,
+                       "no refresh after the kill")
+            first_new_version = time.monotonic() - killed
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if watch is not None:
+                watch.stop()
+            stop_process(proc)
+        stats = demo.stats()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    summary = json.loads(export.read_text())
+    token = summary["token"]
+    print(f"\nrefresher killed at version {version_at_kill}: new lease holder after {takeover:.2f}s, "
+          f"first new version after {first_new_version:.2f}s, longest time without a valid token "
+          f"{watch.gap:.2f}s, 401s at the target {stats['unauthorized']}, summary token "
+          f"{ {k: token[k] for k in ('version', 'refreshes', 'failovers', 'unauthorized', 'failures')} }, "
+          f"versions {watch.versions}, holders {[h for _, h in watch.holders]}")
+    assert result.returncode == 0, detail(result)
+    assert "the refresher exited with code -9 (SIGKILL); starting it again" in out, detail(result)
+    assert stats["unauthorized"] == 0, stats
+    assert token["unauthorized"] == 0 and token["failovers"] >= 1, token
+    assert token["version"] > version_at_kill and token["failures"] == 0, token
+    assert watch.gap == 0.0, f"the token in Redis lapsed for {watch.gap:.2f}s"
+    assert [h for _, h in watch.holders if h][:2] == ["local-refresher-1", "local-refresher-2"], watch.holders
+    assert takeover < 4.0, f"the new refresher took the lease {takeover:.2f}s after the kill"
+    assert summary["verdict"] == "passed"
+    planted = {"client secret": CLIENT_SECRET, "redis password": redis.password,
+               **{f"token {i}": t for i, t in enumerate(sorted(watch.tokens))}}
+    assert len(watch.tokens) >= 3
+    leaks = [(where, what) for where, text in (("stdout", out), ("stderr", err), ("summary", export.read_text()))
+             for what, secret in planted.items() if secret in text]
+    assert leaks == [], leaks
+    assert processes_of_run(name) == []

@@ -318,3 +318,5 @@ def test_active_refresher_killed_standby_takes_over(tmp_path: Path, redis: Redis
     assert outcome.notes["takeover_s"] <= 0.7 + 0.2
     assert outcome.token_stats["holder"] != outcome.notes["killed"]
     assert outcome.token_stats.get("failures", "0") == "0"
+    # The takeover is counted once (the standby's first acquisition at start-up is not one).
+    assert outcome.token_stats.get("failovers") == "1", outcome.token_stats

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
+import redis.asyncio as aioredis
 from support.procs import RedisServer
+from support.token_watch import TokenWatch
 from test_token_harness import auth_for, demo_target, start_refresher
 
 from kubeload.protocol import RunKeys
+from kubeload.refresher.store import Store
 
 pytestmark = pytest.mark.integration
 
@@ -22,37 +25,6 @@ LEASE = 2.0
 
 def _sync(redis: RedisServer) -> redis_lib.Redis:
     return redis_lib.Redis(port=redis.port, password=redis.password, decode_responses=True)
-
-
-class _Watch:
-    """Polls the token hash every 20 ms: the longest time without a valid token, versions."""
-
-    def __init__(self, redis: RedisServer) -> None:
-        self._client = _sync(redis)
-        self.gap = 0.0
-        self.versions: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        invalid_since: float | None = None
-        while not self._stop.is_set():
-            token = self._client.hgetall(KEYS.token)
-            now = time.time()
-            if token and float(token["expiresAt"]) > now:
-                invalid_since = None
-                version = int(token["version"])
-                if not self.versions or self.versions[-1] != version:
-                    self.versions.append(version)
-            else:
-                invalid_since = invalid_since or now
-                self.gap = max(self.gap, now - invalid_since)
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def _holder(redis: RedisServer) -> str | None:
@@ -70,7 +42,7 @@ def test_standby_takes_over_within_one_lease_period(grant: str, tmp_path: Path,
         a = start_refresher(tmp_path, redis, RUN, auth, name="a", args=args)
         a.wait_ready()
         b = start_refresher(tmp_path, redis, RUN, auth, name="b", args=args)
-        watch = _Watch(redis)
+        watch = TokenWatch(redis, KEYS)
         try:
             b.wait_ready()  # ready = a valid token is in Redis, whoever wrote it
             time.sleep(1.0)
@@ -95,6 +67,7 @@ def test_standby_takes_over_within_one_lease_period(grant: str, tmp_path: Path,
         assert watch.gap == 0.0  # the token in Redis never lapsed
         assert watch.versions == sorted(set(watch.versions))  # versions only grow
         assert stats["holder"] == "b" and stats.get("failures", "0") == "0"
+        assert stats.get("failovers") == "1", stats  # a's first acquisition is not a failover
         assert demo.stats()["authRejected"] == 0
         assert "lease acquired by b" in b.output()
 
@@ -123,3 +96,42 @@ def test_graceful_stop_hands_over_at_once(tmp_path: Path, redis: RedisServer) ->
         finally:
             b.stop()
             a.stop()
+
+
+def test_failovers_count_takeovers_from_another_holder_only(redis: RedisServer) -> None:
+    """The lease script's `failovers` counter: +1 when a replica takes the lease while the stats
+    name another holder (after a death or a release), not at the first acquisition, not when the
+    same holder takes its own lapsed lease back, not after Redis lost the stats."""
+    async def scenario() -> list[tuple[str | None, str | None]]:
+        client = aioredis.Redis(port=redis.port, password=redis.password, decode_responses=True)
+        a, b = Store(client, KEYS, "a"), Store(client, KEYS, "b")
+        seen: list[tuple[str | None, str | None]] = []
+
+        async def note() -> None:
+            stats = await client.hgetall(KEYS.token_stats)
+            seen.append((stats.get("holder"), stats.get("failovers")))
+
+        try:
+            assert (await a.lease(200)).acquired  # first acquisition
+            await note()
+            assert not (await b.lease(200)).held  # a holds it: b stands by
+            await asyncio.sleep(0.3)
+            assert (await a.lease(200)).acquired  # a's own lease lapsed and a takes it back
+            await note()
+            await asyncio.sleep(0.3)
+            assert (await b.lease(200)).acquired  # a died: b takes over
+            await note()
+            assert (await b.lease(200)).held and not (await b.lease(200)).acquired  # renewals
+            await note()
+            await b.release()
+            assert (await a.lease(200)).acquired  # b handed over: a takes over
+            await note()
+            await client.delete(KEYS.refresher_lease, KEYS.token_stats)  # Redis restarted empty
+            assert (await a.lease(200)).acquired
+            await note()
+        finally:
+            await client.aclose()
+        return seen
+
+    assert asyncio.run(scenario()) == [("a", None), ("a", None), ("b", "1"), ("b", "1"), ("a", "2"),
+                                       ("a", None)]

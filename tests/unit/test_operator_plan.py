@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from kubeload.api.models import LoadTestSpec
+from kubeload.membership import Epoch, Membership
 from kubeload.operator.builders import Owner
 from kubeload.operator.model import (
     DeploymentState,
@@ -204,19 +205,23 @@ def test_status_from_observations() -> None:
                           p50=50, p90=180, p95=210, p99=400, max=900,
                           lookup=lambda m, n: values.get((m, n), {}))
     redis = redis_up(plan=started_plan(spec), token=TokenInfo(4, T0 + 400, T0 + 20),
-                     token_stats={"refreshes": "3", "failures": "1", "forced": "1", "holder": "pod-a"},
-                     heartbeats=(Heartbeat(0, 10, T0), Heartbeat(1, 8, T0)))
+                     token_stats={"refreshes": "3", "failures": "1", "forced": "1", "holder": "pod-a",
+                                  "failovers": "2"},
+                     # worker 2's last heartbeat is stale (its pod was killed): not counted
+                     heartbeats=(Heartbeat(0, 10, T0 + 79.8), Heartbeat(1, 8, T0 + 79.9), Heartbeat(2, 7, T0 + 75)),
+                     membership=Membership((Epoch(6.0, frozenset({(2, 0), (2, 1)})),)))
     job = JobState(parallelism=2, completions=4, active=2, ready=2, failed=1)
     decision = plan(spec, running(spec, 70, job=job, redis=redis, metrics=metrics,
                                   refresher=DeploymentState(1, 1)), now=T0 + 80, settings=SETTINGS)
     s = decision.status
     assert s["vus"] == 18
-    assert s["workers"] == {"desired": 2, "ready": 2, "failed": 1}
+    assert s["workers"] == {"desired": 2, "ready": 2, "failed": 1, "lost": 2}
     assert (s["requests"], s["failedRequests"], s["rps"]) == (1000, 25, 123.46)
     assert s["errorRate"] == 0.025 and s["errors"] == "2.50%"
     assert s["latency"] == {"p50": 50, "p90": 180, "p95": 210, "p99": 400, "max": 900}
     assert s["token"]["version"] == 4 and s["token"]["ageSeconds"] == 60
     assert (s["token"]["refreshes"], s["token"]["failures"], s["token"]["unauthorized"]) == (3, 1, 3)
+    assert (s["token"]["holder"], s["token"]["failovers"]) == ("pod-a", 2)
     assert s["thresholds"] == [{"metric": "http_req_duration", "condition": "p(95)<500", "ok": True,
                                 "observed": 210.0}]
     assert cond(s, "ThresholdsPassed")["status"] == "True"
@@ -271,7 +276,9 @@ def test_stopping_run_finishes_when_drained() -> None:
     assert cond(s, "Succeeded") | {} == cond(s, "Succeeded")
     assert cond(s, "Succeeded")["status"] == "False" and cond(s, "Succeeded")["reason"] == "ThresholdAborted"
     summary = done.final.summary
-    assert set(summary) == {"metrics", "thresholds", "token", "verdict", "errors", "status", "duration", "reason"}
+    assert set(summary) == {"metrics", "thresholds", "token", "workers", "verdict", "errors", "status", "duration",
+                            "reason"}
+    assert summary["workers"] == {"planned": 1, "failed": 0, "processesLost": 0}
     assert summary["verdict"] == "failed"
     assert summary["thresholds"]["http_req_duration"]["p(95)<100"]["ok"] is False
     assert done.final.result["status"]["completionTime"] == "2023-11-14T22:14:05Z"

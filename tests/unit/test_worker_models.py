@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kubeload.api.models import Load, LoadTestSpec
-from kubeload.schedule import Slot
+from kubeload.membership import MembershipView
 from kubeload.worker.arrival import OpenModel
 from kubeload.worker.clock import PlanClock
 from kubeload.worker.closed import ClosedModel
@@ -131,8 +131,8 @@ def test_open_model_starts_its_slot_of_the_schedule_on_time() -> None:
             await asyncio.sleep(0.01)
 
         dropped = Counter()
-        model = OpenModel(iteration, load=arrival(200, "1s"), clock=clock, place=Slot(1, 2),
-                          pre_allocated=2, max_vus=10, on_dropped=dropped)
+        model = OpenModel(iteration, load=arrival(200, "1s"), clock=clock, view=MembershipView(1, 2, 0, 1),
+                          pre_allocated=4, max_vus=20, on_dropped=dropped)
         await model.run(asyncio.Event())
         await model.drain(1.0)
         assert len(starts) == 100  # the odd-numbered half of 200 iterations
@@ -152,7 +152,7 @@ def test_open_model_drops_when_every_vu_is_busy_and_does_not_wait_for_responses(
             await release.wait()
 
         dropped = Counter()
-        model = OpenModel(stuck, load=arrival(100, "0.5s"), clock=clock, place=Slot(0, 1),
+        model = OpenModel(stuck, load=arrival(100, "0.5s"), clock=clock, view=MembershipView(0, 1, 0, 1),
                           pre_allocated=1, max_vus=5, on_dropped=dropped, on_interrupted=Counter())
         await model.run(asyncio.Event())
         assert model.started == 5 and dropped.value == 45

@@ -112,8 +112,12 @@ class StageStatus(ApiModel):
 
 class WorkersStatus(ApiModel):
     desired: Count = 0
+    """Worker pods the plan runs now (the Job's parallelism)."""
     ready: Count = 0
     failed: Count = 0
+    """Worker pods that failed (the Job's count); the Job replaces them up to backoffLimit."""
+    lost: Count = 0
+    """VU processes lost mid-run (killed pod or process) whose load the live ones carry now."""
 
 
 class LatencyStatus(ApiModel):
@@ -137,6 +141,8 @@ class TokenStatus(ApiModel):
     """401 responses seen by VUs."""
     holder: ShortText = ""
     """The refresher replica holding the lease."""
+    failovers: Count = 0
+    """Times another refresher replica took the lease over (a standby, or a replacement pod)."""
 
 
 class ThresholdResult(ApiModel):

@@ -29,14 +29,17 @@ import redis.asyncio as aioredis
 from .. import judge, schedule
 from ..api.durations import parse_duration
 from ..api.models import LoadTest
+from ..membership import Membership
 from ..metrics import MetricsTotals, read_deltas
 from ..protocol import Plan, RunKeys
 from ..report_html import render_report
 from ..runtime import ENV_REDIS_PASSWORD, ENV_REDIS_URL, ENV_RUN
 from ..summary import build_summary, timeline, token_section
 from ..summary_text import render_summary
+from .child import Child, exit_text
 from .embedded_redis import EmbeddedRedis
 from .progress import Progress, Snapshot
+from .refresher_keeper import RefresherKeeper
 
 __all__ = ["EXIT_INTERRUPTED", "LocalRun", "RunError", "RunOptions"]
 
@@ -45,7 +48,7 @@ START_DELAY_S = 2.0  # workers are spawned before the plan's start, so all start
 METRICS_INTERVAL_S = 1.0
 POLL_S = 0.5
 STOP_MARGIN_S = 10.0  # past end + gracefulStop + this, workers are terminated
-LOG_TAIL_CHARS = 2000
+EXIT_WORKER_BAD_SPEC = 2  # `kubeload worker`'s exit code for a spec it cannot run
 
 
 class RunError(Exception):
@@ -63,26 +66,14 @@ class RunOptions:
 
 
 @dataclass
-class _Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return text[-LOG_TAIL_CHARS:].strip()
-
-
-@dataclass
 class _State:
     stop_reason: str = ""  # why the run was asked to stop early
     failure: str = ""  # what makes the run fail (exit 1)
     interrupts: int = 0
     threshold_abort: judge.ThresholdVerdict | None = None
     versions: dict[int, int] = field(default_factory=dict)  # metrics interval -> token version
+    failed_workers: list[str] = field(default_factory=list)  # names of workers that exited with an error
+    processes_lost: int = 0  # VU processes lost mid-run (their load moved to the others)
 
 
 class LocalRun:
@@ -91,7 +82,7 @@ class LocalRun:
         self.spec = test.spec
         self.options = options
         self.progress = progress or Progress(live=options.live)
-        self.children: list[_Child] = []
+        self.children: list[Child] = []
         self.state = _State()
         self.totals = MetricsTotals()
         self._metrics_after = "0-0"
@@ -99,6 +90,9 @@ class LocalRun:
         self._workdir.chmod(0o700)
         self._redis: EmbeddedRedis | None = None
         self.keys = RunKeys("local", test.metadata.name, secrets.token_hex(4))
+        # The refresher process (with spec.auth), started again when it exits mid-run.
+        self._refresher_keeper = RefresherKeeper(self._spawn, self.children.remove, self.keys, self.spec.auth,
+                                                 self.progress.message)
 
     @property
     def _run_ref(self) -> str:
@@ -146,6 +140,8 @@ class LocalRun:
             await self._follow(client, plan)
             await self._drain(client)
             token = await self._token_stats(client)
+            with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError):
+                self.state.processes_lost = len(Membership.from_json(await client.get(self.keys.membership)).ever_lost)
         finally:
             await client.aclose()
         return self._finish(plan, token)
@@ -165,20 +161,20 @@ class LocalRun:
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> _Child:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         log = self._workdir / f"{name}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "kubeload", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches only the runner
             )
-        child = _Child(name, proc, log)
+        child = Child(name, proc, log)
         self.children.append(child)
         return child
 
     async def _start_refresher(self, client: aioredis.Redis, env: dict[str, str], spec_file: Path) -> None:
-        refresher = self._spawn("refresher", ["refresher", "--spec-file", str(spec_file), "--probe-port", "0",
-                                              "--probe-host", "127.0.0.1"], env)
+        refresher = self._refresher_keeper.start(["refresher", "--spec-file", str(spec_file), "--probe-port", "0",
+                                                  "--probe-host", "127.0.0.1"], env)
         deadline = time.monotonic() + parse_duration(self.spec.timeouts.provisioning)
         self.progress.message("waiting for the first token")
         while not await client.hget(self.keys.token, "version"):
@@ -211,7 +207,7 @@ class LocalRun:
 
     # -- while running -------------------------------------------------------------------------
 
-    def _workers(self) -> list[_Child]:
+    def _workers(self) -> list[Child]:
         return [c for c in self.children if c.name.startswith("worker-")]
 
     async def _request_stop(self, client: aioredis.Redis, reason: str) -> None:
@@ -236,6 +232,11 @@ class LocalRun:
                 self.progress.message(f"aborting: {self.state.stop_reason}")
             token = await self._token_stats(client) if self.spec.auth is not None else None
             self._check_token(token)
+            expired = await self._refresher_keeper.keep(client, interrupted=bool(self.state.interrupts),
+                                                        stopping=bool(self.state.stop_reason))
+            if expired:
+                self._stop_for_expired_token(expired)
+            self._note_failed_workers()
             if self.state.stop_reason and not stop_sent:
                 await self._request_stop(client, self.state.stop_reason)
                 stop_sent = True
@@ -250,9 +251,16 @@ class LocalRun:
             self.progress.update(self._snapshot(elapsed, total, token, "stopping" if stop_sent else
                                                 "running" if elapsed >= 0 else "starting"))
             await asyncio.sleep(POLL_S)
-        failed = [c for c in self._workers() if c.proc.returncode not in (0, None) and self.state.interrupts < 2]
-        if failed and not self.state.failure:
-            self.state.failure = f"{failed[0].name} exited with code {failed[0].proc.returncode}:\n{failed[0].tail()}"
+        self._note_failed_workers()
+        failed = [c for c in self._workers() if c.name in self.state.failed_workers]
+        # One lost worker is a fault the others absorb (its share moved to them); a bad spec, or
+        # no worker left at all, is the run's failure.
+        fatal = [c for c in failed if c.proc.returncode == EXIT_WORKER_BAD_SPEC]
+        if not fatal and len(failed) == len(self._workers()):
+            fatal = failed
+        if fatal and not self.state.failure and self.state.interrupts < 2:
+            child = fatal[0]
+            self.state.failure = f"{child.name} exited with {exit_text(child.proc.returncode)}:\n{child.tail()}"
         self.progress.close(self._snapshot(time.time() - plan.start_at, total, None, "finished"))
 
     def _check_token(self, token: dict[str, Any] | None) -> None:
@@ -260,10 +268,21 @@ class LocalRun:
         if token is None or auth is None or self.state.stop_reason:
             return
         if token.get("state") == "expired" and auth.on_expired == "Fail":
-            self.state.failure = ("the token expired and the refresher could not replace it "
-                                  "(auth.onExpired: Fail); see the refresher's last error above")
-            self.state.stop_reason = "token expired"
-            self.progress.message(f"stopping: {self.state.failure}")
+            self._stop_for_expired_token("the token expired and the refresher could not replace it "
+                                         "(auth.onExpired: Fail); see the refresher's last error above")
+
+    def _stop_for_expired_token(self, failure: str) -> None:
+        self.state.failure = failure
+        self.state.stop_reason = "token expired"
+        self.progress.message(f"stopping: {failure}")
+
+    def _note_failed_workers(self) -> None:
+        for child in self._workers():
+            code = child.proc.poll()
+            if code not in (0, None) and child.name not in self.state.failed_workers and self.state.interrupts < 2:
+                self.state.failed_workers.append(child.name)
+                self.progress.message(f"{child.name} exited with {exit_text(code)}; the live VU processes carry the "
+                                      f"share it lost. Its last log lines:\n{child.tail()}")
 
     async def _read_metrics(self, client: aioredis.Redis) -> None:
         try:
@@ -326,7 +345,9 @@ class LocalRun:
         if token is not None:
             token.pop("obtainedAt", None)
         reason = self.state.failure or self.state.stop_reason
-        summary = build_summary(self.totals.summary(), verdicts, verdict, token, reason=reason)
+        workers = {"planned": plan.workers, "failed": len(self.state.failed_workers),
+                   "processesLost": self.state.processes_lost}
+        summary = build_summary(self.totals.summary(), verdicts, verdict, token, reason=reason, workers=workers)
         sys.stdout.write("\n" + render_summary(summary))
         if self.options.summary_export is not None:
             self.options.summary_export.write_text(json.dumps(summary, indent=2) + "\n")

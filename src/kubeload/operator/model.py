@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..judge import Lookup
+from ..membership import Membership
 from ..protocol import Plan
 from .builders import Owner
 
@@ -99,6 +100,7 @@ class RedisState:
     plan: Plan | None = None
     stop: StopRecord | None = None
     heartbeats: tuple[Heartbeat, ...] = ()
+    membership: Membership = field(default_factory=Membership)
 
 
 @dataclass(frozen=True)

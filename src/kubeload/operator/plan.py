@@ -35,6 +35,7 @@ from ..judge import (
     failure_message,
     verdict,
 )
+from ..membership import LOST_AFTER_S, Membership
 from ..protocol import Plan
 from ..schedule import (
     SCALING_STAGES,
@@ -202,6 +203,7 @@ def _token_summary(observed: Observed, now: float) -> dict[str, Any]:
         "forced": _int(stats.get("forced")),
         "unauthorized": int(unauthorized),
         "holder": str(stats.get("holder", ""))[:200],
+        "failovers": _int(stats.get("failovers")),
     }
 
 
@@ -255,12 +257,15 @@ def _status_body(
         arrival_vus(load)[1] if load.is_arrival_rate
         else int(peak_target(load, 0.0, total_duration(load)))
     )
-    status["vus"] = sum(h.vus for h in redis.heartbeats) if redis is not None else 0
+    # A killed pod's last heartbeat outlives it (TTL): its VUs are counted by the survivors now.
+    fresh = [h for h in redis.heartbeats if now - h.at <= LOST_AFTER_S] if redis is not None else []
+    status["vus"] = sum(h.vus for h in fresh)
     job = observed.job
     status["workers"] = {
         "desired": parallelism if plan_obj is not None else 0,
         "ready": job.ready if job else 0,
         "failed": job.failed if job else 0,
+        "lost": len(redis.membership.latest) if redis is not None else 0,
     }
     rate = metrics.failed_requests / metrics.requests if metrics.requests else 0.0
     status.update({
@@ -283,6 +288,7 @@ def _status_body(
         "forced": token["forced"],
         "unauthorized": token["unauthorized"],
         "holder": token["holder"],
+        "failovers": token["failovers"],
     }
     status["thresholds"] = [
         {"metric": v.metric, "condition": v.condition, "ok": v.ok}
@@ -317,8 +323,11 @@ def _finalize(
     status["completionTime"] = iso(now)
     status["rps"] = round(observed.metrics.average_rps, 2)  # the run is over: its average
     # The same document `kubeload run --summary-export` writes.
+    membership = observed.redis.membership if observed.redis is not None else Membership()
+    workers = {"planned": parallelism, "failed": observed.job.failed if observed.job else 0,
+               "processesLost": len(membership.ever_lost)}
     summary = build_summary(observed.metrics.metrics, verdicts, result_verdict, _token_summary(observed, now),
-                            reason=message)
+                            reason=message, workers=workers)
     return Final(summary=summary, result={"status": status, "completedAt": now})
 
 

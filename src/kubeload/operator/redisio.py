@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..membership import Membership
 from ..metrics import MetricsTotals, read_deltas
 from ..protocol import Plan, RunKeys
 from .model import Heartbeat, RedisState, StopRecord, TokenInfo
@@ -91,7 +92,8 @@ class RunRedis:
         pipe.hgetall(keys.token_stats)
         pipe.get(keys.plan)
         pipe.get(keys.stop)
-        _, token_fields, stats, plan_raw, stop_raw = await pipe.execute()
+        pipe.get(keys.membership)
+        _, token_fields, stats, plan_raw, stop_raw, membership_raw = await pipe.execute()
         token = None
         if token_fields and token_fields[0] is not None:
             token = TokenInfo(int(_float(token_fields[0])), _float(token_fields[1]), _float(token_fields[2]))
@@ -103,6 +105,7 @@ class RunRedis:
             plan=plan,
             stop=_parse_stop(stop_raw) if stop_raw is not None else None,
             heartbeats=await self._heartbeats(),
+            membership=Membership.from_json(membership_raw),
         )
 
     async def _heartbeats(self) -> tuple[Heartbeat, ...]:

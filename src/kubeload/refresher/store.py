@@ -27,9 +27,14 @@ __all__ = [
     "rotation_key",
 ]
 
+# KEYS: lease, token, stats.  ARGV: holder, lease period in ms.
 # lease: 1 = renewed (we hold it), 2 = acquired (it was free), 0 = held by another (+ PTTL).
 # The token version rides along when the lease changes hands (a standby learns the highest
 # version without a second call); a renewal, the common case, costs GET + PEXPIRE only.
+# Acquiring it while the stats name another holder is a failover: counted (`failovers`) and
+# the stats' holder set to us, in the same atomic step, so the status shows it at once, before
+# the new holder's first refresh. The very first acquisition (no holder yet) is none, nor is
+# taking the lease back after a Redis restart that lost the stats.
 _LEASE = """
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] then
@@ -39,6 +44,13 @@ end
 local v = tonumber(redis.call('HGET', KEYS[2], 'version') or '0') or 0
 if not cur then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  local prev = redis.call('HGET', KEYS[3], 'holder')
+  if prev ~= ARGV[1] then
+    if prev and prev ~= '' then
+      redis.call('HINCRBY', KEYS[3], 'failovers', 1)
+    end
+    redis.call('HSET', KEYS[3], 'holder', ARGV[1])
+  end
   return {2, 0, v}
 end
 return {0, redis.call('PTTL', KEYS[1]), v}
@@ -131,7 +143,8 @@ class Store:
     async def lease(self, ttl_ms: int) -> LeaseResult:
         """Renew the lease if ours, take it if free; otherwise report who has how long left."""
         code, pttl, version = await self._lease(
-            keys=[self.keys.refresher_lease, self.keys.token], args=[self.holder, ttl_ms])
+            keys=[self.keys.refresher_lease, self.keys.token, self.keys.token_stats],
+            args=[self.holder, ttl_ms])
         return LeaseResult(held=int(code) > 0, acquired=int(code) == 2, pttl_ms=int(pttl),
                            version=int(version))
 

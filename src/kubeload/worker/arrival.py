@@ -1,7 +1,9 @@
 """The open model (constant-arrival-rate, ramping-arrival-rate): iterations start on a schedule.
 
 The schedule is the plan's global numbering of iterations (`kubeload.schedule`); this process
-starts the numbers of its slot, each at its planned time, whatever the responses do. An
+starts the numbers of its slot, each at its planned time, whatever the responses do. When the
+run's membership changes (`kubeload.membership`: a process was lost or came back) the numbers
+starting from the change on are dealt over the new set of live slots. An
 iteration is handed to an idle VU; with none idle a new VU is allocated up to the process's
 share of `maxVUs`; with all of those busy the iteration is dropped and counted in
 `dropped_iterations`. Each iteration's latency is measured from its planned start.
@@ -10,17 +12,16 @@ share of `maxVUs`; with all of those busy the iteration is dropped and counted i
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from ..api.models import Load
-from ..schedule import Slot, first_iteration, iteration_start
+from ..membership import MembershipView
+from ..schedule import iteration_start, iterations_due, split
 from .clock import PlanClock
+from .iteration import IterationGuard
 
 __all__ = ["OpenModel"]
-
-log = logging.getLogger(__name__)
 
 # uvloop's timers have millisecond resolution: iterations due within this much of now are
 # started in the same wake-up (their latency still counts from their own planned time).
@@ -43,26 +44,28 @@ class OpenModel:
         *,
         load: Load,
         clock: PlanClock,
-        place: Slot,
+        view: MembershipView,
         pre_allocated: int,
         max_vus: int,
         on_dropped: Callable[[], None],
         on_interrupted: Callable[[], None] = lambda: None,
     ) -> None:
+        """`pre_allocated` and `max_vus` are the plan's; this slot gets its split of them."""
         self._run_iteration = run_iteration
         self._load = load
         self._clock = clock
-        self._place = place
-        self._pre_allocated = min(pre_allocated, max_vus)
-        self._max_vus = max_vus
+        self._view = view
+        self._plan_pre_allocated = min(pre_allocated, max_vus)
+        self._plan_max_vus = max_vus
+        self._max_vus = 0
+        self._stride = 1
         self._on_dropped = on_dropped
-        self._on_interrupted = on_interrupted
+        self._guard = IterationGuard(on_interrupted)
         self._idle: list[asyncio.Future[float | None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.busy = 0
         self.started = 0
-        self._error_logged = False
 
     @property
     def vus(self) -> int:
@@ -74,16 +77,56 @@ class OpenModel:
         """VUs allocated (idle or busy)."""
         return len(self._tasks)
 
+    def _aim(self, considered: int) -> tuple[int | None, float | None]:
+        """(the first number from `considered` on that this slot starts, when the ownership
+        next changes); the number is None while this slot is not live."""
+        start = iteration_start(self._load, considered)
+        at = self._clock.elapsed() if start is None else start
+        change = self._view.next_change(at)
+        place = self._view.place_at(at)
+        if place is None:
+            return None, change
+        self._stride = place.count
+        self._max_vus = split(self._plan_max_vus, place.count, place.index)
+        return considered + (place.index - considered) % place.count, change
+
     async def run(self, stop: asyncio.Event) -> None:
         """Start this slot's iterations until the plan's last one or `stop`."""
-        for _ in range(self._pre_allocated):
-            self._allocate(None)
-        number = first_iteration(self._load, self._place, self._clock.elapsed() - CATCH_UP_S)
+        place = self._view.place_at(max(self._clock.elapsed(), 0.0))
+        if place is not None:
+            for _ in range(split(self._plan_pre_allocated, place.count, place.index)):
+                self._allocate(None)
+        # Every number below `considered` is started or belongs to another slot. The catch-up
+        # never reaches back past a membership change: a process joining then (a replacement)
+        # would start again what the one it replaces started.
+        now = self._clock.elapsed()
+        changed = self._view.last_change(now)
+        since = now - CATCH_UP_S if changed is None else max(now - CATCH_UP_S, changed)
+        considered = iterations_due(self._load, since)
+        seen = -1
+        number: int | None = None
+        change: float | None = None
         burst = 0
         while not stop.is_set():
+            if seen != self._view.version:
+                seen = self._view.version
+                number, change = self._aim(considered)
+            if number is None:  # not live: wait for the next change, or the plan's end
+                now = self._clock.elapsed()
+                if change is not None and now >= change:
+                    considered, seen = max(considered, iterations_due(self._load, change)), -1
+                    continue
+                considered = max(considered, iterations_due(self._load, now))
+                if iteration_start(self._load, considered) is None:
+                    break
+                await asyncio.sleep(_MAX_SLEEP_S)
+                continue
             start = iteration_start(self._load, number)
             if start is None:
                 break
+            if change is not None and start >= change:  # the numbers from here on are dealt anew
+                considered, seen = max(considered, iterations_due(self._load, change)), -1
+                continue
             due = self._clock.counter_at(start)
             delay = due - time.perf_counter()
             if delay > _BATCH_S:
@@ -91,7 +134,8 @@ class OpenModel:
                 await asyncio.sleep(min(delay, _MAX_SLEEP_S))
                 continue
             self._dispatch(due)
-            number += self._place.count
+            considered = number + 1
+            number += self._stride
             burst += 1
             if burst % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # behind schedule: let the VUs run between bursts
@@ -122,15 +166,7 @@ class OpenModel:
                     return
             self.busy += 1
             try:
-                await self._run_iteration(job)
-            except asyncio.CancelledError:
-                self._on_interrupted()
-                raise
-            except Exception:
-                if not self._error_logged:
-                    log.exception("an iteration failed unexpectedly")
-                    self._error_logged = True
-                self._on_interrupted()
+                await self._guard.run(self._run_iteration(job))
             finally:
                 self.busy -= 1
             job = None

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 
 from .clock import PlanClock
+from .iteration import IterationGuard
 
 __all__ = ["ClosedModel"]
-
-log = logging.getLogger(__name__)
 
 TICK_S = 0.05  # how often the VU count is matched to the plan; 50 ms keeps ramps smooth
 
@@ -50,11 +48,10 @@ class ClosedModel:
         self._clock = clock
         self._think_s = think_s
         self._ramp_down_s = ramp_down_s
-        self._on_interrupted = on_interrupted
+        self._guard = IterationGuard(on_interrupted)
         self._active: list[_Vu] = []
         self._leaving: set[_Vu] = set()  # retired, finishing their iteration
         self.vus_max = 0
-        self._error_logged = False
 
     @property
     def vus(self) -> int:
@@ -114,16 +111,7 @@ class ClosedModel:
             while not vu.retired:
                 vu.busy = True
                 try:
-                    await self._run_iteration()
-                except asyncio.CancelledError:
-                    self._on_interrupted()
-                    raise
-                except Exception:
-                    # A bug must not silently kill VUs: log once, count, keep the VU going.
-                    if not self._error_logged:
-                        log.exception("an iteration failed unexpectedly")
-                        self._error_logged = True
-                    self._on_interrupted()
+                    await self._guard.run(self._run_iteration())
                 finally:
                     vu.busy = False
                 if self._think_s > 0 and not vu.retired:

@@ -2,7 +2,8 @@
 
 A stop is the `stop` key's presence or a "stop" message on the `control` channel; the channel
 makes it immediate, the key makes it reliable (a message sent while the subscription was down
-is lost, the key is re-checked every poll). "plan" on the channel asks to re-read the plan.
+is lost, the key is re-checked every poll). "plan" on the channel asks to re-read the plan,
+"membership" to re-read the membership (`kubeload.membership`).
 """
 
 from __future__ import annotations
@@ -43,14 +44,17 @@ async def wait_for_plan(client: Any, keys: RunKeys, stop: asyncio.Event, poll_s:
 
 
 class StopWatcher:
-    """Sets `stop` when the run is stopped; calls `on_plan` when the plan should be re-read."""
+    """Sets `stop` when the run is stopped; calls `on_plan` / `on_membership` when the plan / the
+    membership should be re-read."""
 
-    def __init__(self, client: Any, keys: RunKeys, stop: asyncio.Event,
-                 on_plan: Callable[[], None] = lambda: None, poll_s: float = 1.0) -> None:
+    def __init__(self, client: Any, keys: RunKeys, stop: asyncio.Event, *,
+                 on_plan: Callable[[], None] = lambda: None, on_membership: Callable[[], None] = lambda: None,
+                 poll_s: float = 1.0) -> None:
         self._client = client
         self._keys = keys
         self._stop = stop
         self._on_plan = on_plan
+        self._on_membership = on_membership
         self._poll_s = poll_s
         self.reason = ""
 
@@ -91,6 +95,8 @@ class StopWatcher:
                         self._stopped("control channel")
                     elif text == "plan":
                         self._on_plan()
+                    elif text == "membership":
+                        self._on_membership()
             except _ERRORS:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -7,14 +7,19 @@ waiting behind a slow server is part of the latency (no coordinated omission).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from .engine import HttpEngine
 from .prepared import RequestPicker
 from .recorder import Recorder
 
-__all__ = ["IterationRunner", "TokenSource"]
+__all__ = ["IterationGuard", "IterationRunner", "TokenSource"]
+
+log = logging.getLogger(__name__)
 
 UNAUTHORIZED = 401
 
@@ -67,3 +72,26 @@ class IterationRunner:
             failure = "status"
         request.stats.record(status, int((time.perf_counter() - started) * 1_000_000), sent, received, failure)
         self._recorder.iterations += 1
+
+
+class IterationGuard:
+    """What both load models do around an iteration: an interrupted one is counted; an
+    unexpected exception (a bug) is logged once and counted, and the VU goes on."""
+
+    __slots__ = ("_logged", "_on_interrupted")
+
+    def __init__(self, on_interrupted: Callable[[], None]) -> None:
+        self._on_interrupted = on_interrupted
+        self._logged = False
+
+    async def run(self, iteration: Awaitable[None]) -> None:
+        try:
+            await iteration
+        except asyncio.CancelledError:
+            self._on_interrupted()
+            raise
+        except Exception:
+            if not self._logged:
+                log.exception("an iteration failed unexpectedly")
+                self._logged = True
+            self._on_interrupted()

@@ -23,8 +23,9 @@ from pydantic import ValidationError
 
 from ..api.durations import parse_duration
 from ..api.models import LoadTestSpec
+from ..membership import CHANGE_DELAY_S, Membership, MembershipView, closed_share, propose_args
 from ..protocol import Plan, RunKeys
-from ..schedule import arrival_vus, process_vus, slot, split, total_duration
+from ..schedule import arrival_vus, total_duration
 from .arrival import OpenModel
 from .clock import PlanClock
 from .closed import ClosedModel
@@ -60,6 +61,7 @@ EXIT_BAD_OPTIONS = 2
 GAUGE_FIELDS = 3  # vus, vus_max, state
 GAUGE_PERIOD_S = 0.05
 FLUSH_TIMEOUT_S = 5.0  # at exit, how long to try to deliver the last deltas
+MEMBERSHIP_POLL_S = 1.0  # re-read even without a notice: a pub/sub message can be missed
 TOKEN_READY_TIMEOUT_S = 60.0
 
 
@@ -145,6 +147,8 @@ class _Process:
         self.spec = spec
         self.gauges = gauges
         self.clock = PlanClock.starting_at(plan.start_at)
+        self.view = MembershipView(settings.worker_index, plan.workers, settings.process, settings.processes)
+        self._membership_notice = asyncio.Event()
         self.recorder = Recorder(settings.worker_id, settings.process)
         self.stop = asyncio.Event()
         self.model: _Model | None = None
@@ -180,10 +184,21 @@ class _Process:
         while True:
             self._write_gauges()
             if os.getppid() != parent and not self.stop.is_set():
-                # The supervisor is gone (killed): nobody would ever stop this process.
+                # The supervisor is gone (killed): nobody would ever stop this process, and
+                # nobody writes its heartbeat. Leave, and say so, so the others take the load now.
                 log.warning("the worker's supervisor exited: stopping")
                 self.stop.set()
+                await self._leave()
             await asyncio.sleep(GAUGE_PERIOD_S)
+
+    async def _leave(self) -> None:
+        """Propose this process as lost while the plan still runs (`kubeload.membership`)."""
+        at = self.clock.elapsed() + CHANGE_DELAY_S
+        if 0 <= at < total_duration(self.spec.load):
+            member = (self.settings.worker_index, self.settings.process)
+            keys = self.settings.keys
+            with contextlib.suppress(Exception):
+                await self._client.eval(*propose_args(keys.membership, keys.control, at, lost={member}))
 
     # -- metrics intervals ---------------------------------------------------------------
 
@@ -239,8 +254,20 @@ class _Process:
         s = self.settings
         if self.spec.load.is_arrival_rate:
             return 0  # only for a worker beyond the plan: it idles
-        return process_vus(self.spec, self.plan.workers, self.plan.scaling, worker=s.worker_index,
-                           processes=s.processes, process=s.process, elapsed=elapsed)
+        return closed_share(self.spec, self.plan.workers, self.plan.scaling, worker=s.worker_index,
+                            processes=s.processes, process=s.process, elapsed=elapsed,
+                            lost=self.view.lost_at(elapsed))
+
+    async def _read_membership(self) -> None:
+        with contextlib.suppress(Exception):  # Redis away: keep the copy we have
+            self.view.update(Membership.from_json(await self._client.get(self.settings.keys.membership)))
+
+    async def _follow_membership(self) -> None:
+        while not self.stop.is_set():
+            await self._read_membership()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._membership_notice.wait(), MEMBERSHIP_POLL_S)
+            self._membership_notice.clear()
 
     def _reload_plan(self) -> None:
         async def reload() -> None:
@@ -250,6 +277,7 @@ class _Process:
                     fresh = Plan.from_json(raw)
                     if fresh.start_at == self.plan.start_at:
                         self.plan = fresh  # shares follow the new worker count from now on
+                        self.view.workers = fresh.workers
         self._background(reload())
 
     def _background(self, coro: Any) -> asyncio.Task[Any]:
@@ -262,13 +290,9 @@ class _Process:
         load = self.spec.load
         until = total_duration(load)
         if load.is_arrival_rate and self.settings.worker_index < self.plan.workers:
-            s = self.settings
-            place = slot(s.worker_index, self.plan.workers, s.process, s.processes)
             pre, maximum = arrival_vus(load)
             open_model = OpenModel(
-                runner.run, load=load, clock=self.clock, place=place,
-                pre_allocated=split(pre, place.count, place.index),
-                max_vus=split(maximum, place.count, place.index),
+                runner.run, load=load, clock=self.clock, view=self.view, pre_allocated=pre, max_vus=maximum,
                 on_dropped=self._count_dropped,
                 on_interrupted=lambda: self.recorder.count("interrupted_iterations"),
             )
@@ -298,7 +322,8 @@ class _Process:
         self._client = redis_client(self.settings)
         engine: HttpEngine | None = None
         sink = MetricsSink(self._client, self.settings.keys.metrics)
-        watcher = StopWatcher(self._client, self.settings.keys, self.stop, on_plan=self._reload_plan)
+        watcher = StopWatcher(self._client, self.settings.keys, self.stop, on_plan=self._reload_plan,
+                              on_membership=self._membership_notice.set)
         helpers = [self._background(sink.run()), self._background(watcher.run()),
                    self._background(self._publish_gauges())]
         try:
@@ -318,6 +343,8 @@ class _Process:
                 log.info("stopped before the plan's start")
                 self.set_state(State.DONE)
                 return EXIT_OK
+            await self._read_membership()  # the first share must already count lost members
+            helpers.append(self._background(self._follow_membership()))
             model, run_model = self._build_model(runner)
             self.model = model
             self._interval_start = max(self.clock.elapsed(), 0.0)

@@ -1,10 +1,11 @@
 """The worker's main process: reads the plan, spawns the VU processes, writes the heartbeat.
 
 It generates no load itself. It waits for the plan, starts `processes` children, forwards
-SIGTERM/SIGINT to them,
-and every heartbeat period writes `RunKeys.worker(index)` with the VUs the children report
-through shared memory. It exits when every child has: 0 when all succeeded, else the worst
-child's code (2 for a bad spec, 1 for anything else).
+SIGTERM/SIGINT to them, every heartbeat period writes `RunKeys.worker(index)` with the VUs the
+children report through shared memory, and keeps the run's membership up to date
+(`kubeload.worker.liveness`): lost processes' load moves to the live ones. It exits when every
+child has: 0 when all succeeded, else the worst child's code (2 for a bad spec, 1 for anything
+else).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -28,6 +30,7 @@ from ..protocol import Plan
 from ..runtime import RuntimeConfig
 from ..schedule import total_duration
 from .cpus import available_cpus
+from .liveness import LivenessKeeper
 from .process import (
     EXIT_BAD_OPTIONS,
     EXIT_ERROR,
@@ -62,11 +65,15 @@ def processes_for(requested: int | None, spec: LoadTestSpec) -> int:
     return count if count > 0 else available_cpus()
 
 
-def heartbeat(*, pid: int, index: int, worker_id: str, gauges: Any, processes: int, now: float) -> dict[str, Any]:
-    """The heartbeat document from the children's shared gauges."""
-    vus = [gauges[p * GAUGE_FIELDS] for p in range(processes)]
+def heartbeat(*, pid: int, index: int, worker_id: str, gauges: Any, alive: Sequence[bool],
+              now: float) -> dict[str, Any]:
+    """The heartbeat document from the children's shared gauges; a dead child (`alive[p]`
+    False) runs no VUs, and unless it had finished it failed."""
+    processes = len(alive)
+    vus = [gauges[p * GAUGE_FIELDS] if alive[p] else 0 for p in range(processes)]
     vus_max = [gauges[p * GAUGE_FIELDS + 1] for p in range(processes)]
     states = [State.NAMES[gauges[p * GAUGE_FIELDS + 2]] for p in range(processes)]
+    states = [state if alive[p] or state == "done" else "failed" for p, state in enumerate(states)]
     return {
         "pid": pid, "index": index, "worker": worker_id, "processes": processes,
         "vus": sum(vus), "vus_max": sum(vus_max), "vus_by_process": vus, "states": states,
@@ -177,7 +184,9 @@ def _watch(config: RuntimeConfig, options: WorkerOptions, plan: Plan, spec: Load
     # A watchdog: children end by themselves at the plan's end plus gracefulStop; one that is
     # still there long after is hung, and a hung pod would hold the Job open forever.
     hung_after = plan.start_at + total_duration(spec.load) + _stop_grace(spec)
-    while any(child.is_alive() for child in children):
+    keeper = LivenessKeeper(client, config.keys, plan, worker=options.index, processes=processes,
+                            plan_seconds=total_duration(spec.load))
+    while any(alive := [child.is_alive() for child in children]):
         if signals.received is not None and forwarded_at is None:
             forwarded_at = time.monotonic()
             for child in children:
@@ -189,10 +198,11 @@ def _watch(config: RuntimeConfig, options: WorkerOptions, plan: Plan, spec: Load
                 if child.is_alive():
                     log.error("process %s did not stop in time: killing it", child.name)
                     child.kill()
-        _beat(client, key, ttl_ms, options, gauges, processes)
+        _beat(client, key, ttl_ms, options, gauges, alive)
+        keeper.check(alive, gauges, time.time())
         for child in children:
             child.join(timeout=HEARTBEAT_PERIOD_S / len(children))
-    _beat(client, key, ttl_ms, options, gauges, processes)
+    _beat(client, key, ttl_ms, options, gauges, [False] * processes)
     codes = [child.exitcode or 0 for child in children]
     if all(code == EXIT_OK for code in codes):
         return EXIT_OK
@@ -203,9 +213,10 @@ def _stop_grace(spec: LoadTestSpec) -> float:
     return parse_duration(spec.load.graceful_stop) + STOP_GRACE_EXTRA_S
 
 
-def _beat(client: Any, key: str, ttl_ms: int, options: WorkerOptions, gauges: Any, processes: int) -> None:  # noqa: PLR0917
+def _beat(client: Any, key: str, ttl_ms: int, options: WorkerOptions, gauges: Any,  # noqa: PLR0917
+          alive: Sequence[bool]) -> None:
     document = heartbeat(pid=os.getpid(), index=options.index, worker_id=options.worker_id, gauges=gauges,
-                         processes=processes, now=time.time())
+                         alive=alive, now=time.time())
     # Redis away: the load goes on; the next beat retries.
     with contextlib.suppress(Exception):
         client.set(key, json.dumps(document, separators=(",", ":")), px=ttl_ms)
