@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,67 +28,21 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
+from harness import REDIS_PASSWORD as PASSWORD
+from harness import BenchRedis, bench_redis
+from nginx_target import free_port
 
 KUBELOAD = str(Path(sys.executable).parent / "kubeload")
-PASSWORD = "bench-password"
 # Commands the bench itself sends (reading the stats, attributing commands): not counted.
 BENCH_COMMANDS = {"info", "monitor", "config|resetstat", "ping"}
 
 
-@dataclass
-class Redis:
-    port: int
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, password=PASSWORD, decode_responses=True)
-
-    def commandstats(self) -> Counter[str]:
-        stats = self.client().info("commandstats")
-        return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()})
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def redis_server() -> Iterator[Redis]:
-    directory = tempfile.mkdtemp(prefix="kubeload-bench-")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--requirepass", PASSWORD, "--save", "", "--appendonly", "no", "--dir", directory],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = Redis(port, proc)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                server.client().ping()
-                break
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield server
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(directory, ignore_errors=True)
+def commandstats(server: BenchRedis) -> Counter[str]:
+    stats = server.client().info("commandstats")
+    return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()})
 
 
 @contextmanager
@@ -114,7 +67,7 @@ def _http_json(url: str) -> Any:
 class Monitor:
     """Counts commands by family (token / engine / connection) with Redis MONITOR."""
 
-    def __init__(self, server: Redis) -> None:
+    def __init__(self, server: BenchRedis) -> None:
         self.families: Counter[str] = Counter()
         self.token_commands: Counter[str] = Counter()
         self.round_trips: Counter[str] = Counter()  # sent by clients (not run inside a script)
@@ -162,7 +115,7 @@ def run_kubeload(args: argparse.Namespace) -> dict[str, Any]:
 
     run_id = uuid.uuid4().hex[:8]
     run = f"bench/token/{run_id}"
-    with redis_server() as server, demo_target(args.token_lifetime) as url:
+    with bench_redis(core=None) as server, demo_target(args.token_lifetime) as url:
         env = dict(os.environ, KUBELOAD_REDIS_PASSWORD=PASSWORD)
         auth = {"grant": "client_credentials", "tokenURL": url + "/oauth/token",
                 "clientID": {"value": "demo-client"}, "clientSecret": {"value": "demo-secret"}}
@@ -174,7 +127,7 @@ def run_kubeload(args: argparse.Namespace) -> dict[str, Any]:
         workers: list[subprocess.Popen[bytes]] = []
         try:
             monitor = Monitor(server)
-            before = server.commandstats()
+            before = commandstats(server)
             served_before = _http_json(url + "/_control/stats")["served"]
             plan = Plan(run_id=run_id, start_at=time.time() + 4.0, workers=args.workers, spec=spec)
             server.client().set(f"kubeload:{{{run}}}:plan", plan.to_json())
@@ -183,7 +136,7 @@ def run_kubeload(args: argparse.Namespace) -> dict[str, Any]:
                  "--processes", str(args.processes), "--id", f"w{i}"],
                 env=env, stderr=subprocess.DEVNULL) for i in range(args.workers)]
             codes = [w.wait(args.seconds + 60) for w in workers]
-            after = server.commandstats()
+            after = commandstats(server)
             monitor.stop()
             stats = _http_json(url + "/_control/stats")
         finally:
@@ -265,7 +218,7 @@ def run_loop(args: argparse.Namespace, mode: str) -> dict[str, Any]:
 
     run = f"bench/{mode}/{uuid.uuid4().hex[:8]}"
     # Tokens living an hour: this comparison is about reading the token, not refreshing it.
-    with redis_server() as server, demo_target("1h") as url:
+    with bench_redis(core=None) as server, demo_target("1h") as url:
         refresher = None
         if mode == "recipe":
             # The recipe's token-manager, once: the run is shorter than the token's life.
@@ -277,7 +230,7 @@ def run_loop(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             server.client().set(RECIPE_KEY, token["access_token"], ex=3600)
         else:
             refresher = _start_refresher(server, url, run)
-        before = server.commandstats()
+        before = commandstats(server)
         processes = args.workers * args.processes
         think = parse_duration(args.think_time) if args.think_time != "0s" else 0.0
         children = [subprocess.Popen(
@@ -285,7 +238,7 @@ def run_loop(args: argparse.Namespace, mode: str) -> dict[str, Any]:
              str(args.vus // processes + (i < args.vus % processes)), str(args.seconds), str(think)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for i in range(processes)]
         requests = sum(int(c.communicate(timeout=args.seconds + 60)[0] or 0) for c in children)
-        after = server.commandstats()
+        after = commandstats(server)
         stats = _http_json(url + "/_control/stats")
         if refresher is not None:
             refresher.terminate()
@@ -294,7 +247,7 @@ def run_loop(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             "unauthorized": stats["unauthorized"]}
 
 
-def _start_refresher(server: Redis, url: str, run: str, spec: dict[str, Any] | None = None
+def _start_refresher(server: BenchRedis, url: str, run: str, spec: dict[str, Any] | None = None
                      ) -> subprocess.Popen[bytes]:
     import urllib.request
 
@@ -302,7 +255,7 @@ def _start_refresher(server: Redis, url: str, run: str, spec: dict[str, Any] | N
             "clientID": {"value": "demo-client"}, "clientSecret": {"value": "demo-secret"}}
     spec_file = Path(tempfile.mkdtemp()) / "spec.json"
     spec_file.write_text(json.dumps({"spec": spec or {"auth": auth}}))
-    probe = _free_port()
+    probe = free_port()
     refresher = subprocess.Popen(
         [KUBELOAD, "refresher", "--redis-url", server.url, "--run", run, "--spec-file",
          str(spec_file), "--probe-host", "127.0.0.1", "--probe-port", str(probe)],

@@ -12,26 +12,11 @@ from pathlib import Path
 
 import pytest
 from support.manifests import manifest
-from support.procs import free_port, stop_process, wait_for_port
+from support.procs import free_port, processes_of_run, stop_process, wait_for_port
 from support.target import http_target
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def processes_of_run(name: str) -> list[int]:
-    """PIDs of processes started for the local run of LoadTest `name` (by their environment)."""
-    found = []
-    marker = f"KUBELOAD_RUN=local/{name}/".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def descendants(root: int) -> dict[int, str]:

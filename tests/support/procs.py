@@ -94,6 +94,7 @@ def env_with(**extra: str) -> dict[str, str]:
 
 
 def processes_of_run(name: str) -> list[int]:
+    """PIDs of processes started for the local run of LoadTest `name` (by their environment)."""
     marker = f"KUBELOAD_RUN=local/{name}/".encode()
     found = []
     for entry in Path("/proc").iterdir():
