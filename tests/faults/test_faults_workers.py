@@ -130,16 +130,18 @@ def test_arrival_rate_survives_a_killed_process_with_each_iteration_started_once
     assert planned - dead_slot_share - 0.01 * planned <= served <= planned + 0.01 * planned, served
     assert served - dead_slot_share <= started <= served
     assert totals.dropped_iterations == 0
-    # Interval by interval after the takeover, the fleet starts what the plan says.
-    checked = 0
-    for point in totals.series():
+    # Interval by interval after the takeover, the fleet starts what the plan says (an iteration
+    # delayed on a busy machine may count in the next interval), and all of it over those intervals.
+    after = [p for p in totals.series() if p.start - plan.start_at >= killed + INTERVAL_S
+             and p.end - p.start >= 0.9 and p.end - plan.start_at <= 9.9]
+    assert len(after) >= 4
+    for point in after:
         begin, end = point.start - plan.start_at, point.end - plan.start_at
-        if begin < killed + INTERVAL_S or end - begin < 0.9 or end > 9.9:
-            continue
         expected = iterations_started_by(model, end) - iterations_started_by(model, begin)
-        assert abs(point.iterations - expected) <= 0.05 * expected + 4, (point.as_dict(), expected)
-        checked += 1
-    assert checked >= 4
+        assert abs(point.iterations - expected) <= 0.1 * expected + 4, (point.as_dict(), expected)
+    expected_all = (iterations_started_by(model, after[-1].end - plan.start_at)
+                    - iterations_started_by(model, after[0].start - plan.start_at))
+    assert abs(sum(p.iterations for p in after) - expected_all) <= 0.02 * expected_all + 4
 
 
 def test_a_killed_worker_s_share_moves_and_its_replacement_takes_it_back(redis: RedisServer,
@@ -164,7 +166,7 @@ def test_a_killed_worker_s_share_moves_and_its_replacement_takes_it_back(redis: 
     assert codes == [0, 0]
     beats = sampler.beats
     assert fleet_vus(beats, 2, killed_at - 0.5) == 40
-    alone = killed_at + takeover_s + SAMPLER_LAG_S
+    alone = killed_at + takeover_s + 2 * SAMPLER_LAG_S  # the last beat before the kill may be 0.25 s old
     took = min(b.at for b in beats if b.index == 0 and b.at > killed_at and b.vus == 40) - killed_at
     print(f"worker killed: worker 0 ran all 40 VUs {took:.2f}s after the kill")
     assert vus_at(beats, 0, alone) == 40, "worker 0 did not take the lost worker's share in time"
