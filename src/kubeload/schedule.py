@@ -40,6 +40,7 @@ __all__ = [
     "iteration_start",
     "iterations_due",
     "iterations_started_by",
+    "next_owned",
     "peak_target",
     "planned_iterations",
     "process_vus",
@@ -313,8 +314,12 @@ def first_iteration(load: Load, place: Slot, elapsed: float) -> int:
     them rather than bursting to catch up); among the rest, the slot's are `place.index`
     modulo `place.count`.
     """
-    due = iterations_due(load, elapsed)
-    return due + (place.index - due) % place.count
+    return next_owned(iterations_due(load, elapsed), place)
+
+
+def next_owned(number: int, place: Slot) -> int:
+    """The first iteration number from `number` on that slot `place` starts."""
+    return number + (place.index - number) % place.count
 
 
 def iterations_due(load: Load, elapsed: float) -> int:

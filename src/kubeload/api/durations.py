@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["DURATION_PATTERN", "format_duration", "parse_duration"]
@@ -12,8 +13,11 @@ _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_duration(text: str) -> float:
-    """Return the duration in seconds; raise ValueError naming what is allowed."""
+    """Return the duration in seconds; raise ValueError naming what is allowed.
+
+    Cached: the schedule functions re-read a spec's few durations on the load's hot path."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(
             f"invalid duration {text!r}: use a number with a unit ms, s, m or h, "

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from ..api.models import Load
 from ..membership import MembershipView
-from ..schedule import iteration_start, iterations_due, split
+from ..schedule import iteration_start, iterations_due, next_owned, split
 from .clock import PlanClock
 from .iteration import IterationGuard
 
@@ -88,7 +88,7 @@ class OpenModel:
             return None, change
         self._stride = place.count
         self._max_vus = split(self._plan_max_vus, place.count, place.index)
-        return considered + (place.index - considered) % place.count, change
+        return next_owned(considered, place), change
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start this slot's iterations until the plan's last one or `stop`."""

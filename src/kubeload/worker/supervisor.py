@@ -183,16 +183,17 @@ def _watch(config: RuntimeConfig, options: WorkerOptions, plan: Plan, spec: Load
     forwarded_at: float | None = None
     # A watchdog: children end by themselves at the plan's end plus gracefulStop; one that is
     # still there long after is hung, and a hung pod would hold the Job open forever.
-    hung_after = plan.start_at + total_duration(spec.load) + _stop_grace(spec)
+    plan_seconds, grace = total_duration(spec.load), _stop_grace(spec)
+    hung_after = plan.start_at + plan_seconds + grace
     keeper = LivenessKeeper(client, config.keys, plan, worker=options.index, processes=processes,
-                            plan_seconds=total_duration(spec.load))
+                            plan_seconds=plan_seconds)
     while any(alive := [child.is_alive() for child in children]):
         if signals.received is not None and forwarded_at is None:
             forwarded_at = time.monotonic()
             for child in children:
                 if child.pid is not None and child.is_alive():
                     os.kill(child.pid, signal.SIGTERM)
-        late = forwarded_at is not None and time.monotonic() - forwarded_at > _stop_grace(spec)
+        late = forwarded_at is not None and time.monotonic() - forwarded_at > grace
         if late or time.time() > hung_after:
             for child in children:
                 if child.is_alive():
