@@ -42,9 +42,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["METRICS_STREAM_MAXLEN", "Plan", "RunKeys"]
+__all__ = ["METRICS_STREAM_MAXLEN", "Plan", "RunKeys", "text"]
 
 METRICS_STREAM_MAXLEN = 100_000
+
+
+def text(value: Any) -> str:
+    """A Redis reply as text: clients without decode_responses hand back bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,12 @@ class RunKeys:
     @property
     def token_events(self) -> str:
         return self.prefix + "token:events"
+
+    @property
+    def refresh_token(self) -> str:
+        """The current (rotated) refresh token, so a standby taking over can use it; not in the
+        token hash: workers read that hash and have no business with it."""
+        return self.prefix + "token:refresh-token"
 
     @property
     def refresh_requests(self) -> str:
@@ -101,10 +112,6 @@ class RunKeys:
 
     def worker(self, index: int) -> str:
         return f"{self.prefix}workers:{index}"
-
-    @property
-    def workers_pattern(self) -> str:
-        return self.prefix + "workers:*"
 
 
 @dataclass(frozen=True)

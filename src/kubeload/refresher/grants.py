@@ -264,10 +264,6 @@ class TokenSource:
                 auth.request.url + auth.request.body + "".join(auth.request.headers.values())))
 
     @property
-    def auth(self) -> Auth:
-        return self._auth
-
-    @property
     def refresh_token(self) -> str | None:
         """The refresh token the next request sends (secret)."""
         return self._refresh_token

@@ -176,9 +176,9 @@ async def _serve(args: argparse.Namespace, runtime: Any, auth: Any, *, credentia
     store = Store(client, runtime.keys, holder)
     try:
         source = TokenSource(auth, credentials, redactor, http)
-    except SettingsError as exc:
+    except SettingsError:
         await http.aclose()
-        raise FirstTokenError(str(exc)) from None
+        raise  # `_run` prints it, redacted, and exits 1
     # /metrics on the probe port; `pod` is the holder id (the pod name in a cluster).
     registry = new_registry("refresher")
     metrics = RefresherMetrics(registry, loadtest=runtime.keys.name, pod=holder)
@@ -215,8 +215,7 @@ async def _serve(args: argparse.Namespace, runtime: Any, auth: Any, *, credentia
             try:
                 run.result()
             except FirstTokenError as exc:
-                print(f"kubeload refresher: {redactor(str(exc))}", file=sys.stderr, flush=True)
-                code = 1
+                code = _fail(redactor(str(exc)), 1)
         else:
             log.info("stopping: releasing the lease")
     finally:

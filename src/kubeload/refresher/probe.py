@@ -21,7 +21,6 @@ class ProbeServer:
     def __init__(self, host: str, port: int, ready: ReadyCheck,
                  metrics: MetricsRenderer | None = None) -> None:
         self._host = host
-        self._port = port
         self._ready = ready
         self._metrics = metrics
         self._runner: web.AppRunner | None = None
@@ -34,7 +33,7 @@ class ProbeServer:
         app.router.add_get("/metrics", self._render_metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self.port)
         await site.start()
         server = site._server
         if server is not None and isinstance(server, asyncio.Server) and server.sockets:

@@ -116,7 +116,6 @@ class Refresher:
         self._rand = rand
         self._known_version = 0  # highest version seen in Redis or written: versions only grow
         self._current: _Current | None = None
-        self._holding = False
         self._metrics = metrics  # Prometheus series (kubeload.observability), when served
         self._wake = asyncio.Event()
         self._forced_for: int | None = None  # a refresh was requested for this version
@@ -128,10 +127,6 @@ class Refresher:
         self._state_written = False  # stats state=ok, holder=us are in Redis
 
     @property
-    def holding(self) -> bool:
-        return self._holding
-
-    @property
     def holder(self) -> str:
         return self._store.holder
 
@@ -139,7 +134,6 @@ class Refresher:
         self._wake.set()
 
     def _set_holding(self, holding: bool) -> None:
-        self._holding = holding
         if self._metrics is not None:
             self._metrics.set_leader(holding)
 

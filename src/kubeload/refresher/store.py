@@ -18,13 +18,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ..protocol import RunKeys
+from ..protocol import RunKeys, text
 
 __all__ = [
     "LeaseResult",
     "Store",
     "StoredToken",
-    "rotation_key",
 ]
 
 # KEYS: lease, token, stats.  ARGV: holder, lease period in ms.
@@ -94,14 +93,6 @@ return v
 """
 
 
-def rotation_key(keys: RunKeys) -> str:
-    """Where the current (rotated) refresh token lives, so a standby taking over can use it.
-
-    Not in the token hash: workers read that hash and have no business with it.
-    """
-    return keys.prefix + "token:refresh-token"
-
-
 @dataclass(frozen=True)
 class LeaseResult:
     held: bool
@@ -119,10 +110,6 @@ class StoredToken:
     expires_at: float
     obtained_at: float
     header: str
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _fmt(t: float) -> str:
@@ -168,7 +155,7 @@ class Store:
 
     async def read_token(self) -> StoredToken | None:
         reply: Any = await self._r.hgetall(self.keys.token)
-        raw = {_text(k): _text(v) for k, v in reply.items()}
+        raw = {text(k): text(v) for k, v in reply.items()}
         try:
             return StoredToken(
                 value=raw["token"],
@@ -186,13 +173,13 @@ class Store:
         return float(raw) if raw is not None else None
 
     async def read_refresh_token(self) -> str | None:
-        raw: Any = await self._r.get(rotation_key(self.keys))
-        return _text(raw) if raw is not None else None
+        raw: Any = await self._r.get(self.keys.refresh_token)
+        return text(raw) if raw is not None else None
 
     async def write_refresh_token(self, value: str) -> None:
         # Not fenced by the lease: once the server rotated, only the new one works, whoever
         # holds the lease.
-        await self._r.set(rotation_key(self.keys), value)
+        await self._r.set(self.keys.refresh_token, value)
 
     async def record_failure(self, message: str, at: float, state: str) -> None:
         """Count a failed refresh; `message` must already be free of secrets."""
@@ -209,9 +196,6 @@ class Store:
             "state": "expired", "expiredAt": _fmt(at), "holder": self.holder})
         await pipe.execute()
 
-    async def set_state(self, **fields: Any) -> None:
-        await self._r.hset(self.keys.token_stats, mapping={k: str(v) for k, v in fields.items()})
-
     async def read_refresh_requests(self, last_id: str, block_ms: int
                                     ) -> list[tuple[str, dict[str, str]]]:
         """Entries of the refresh-request stream after `last_id` (blocks up to `block_ms`)."""
@@ -220,5 +204,5 @@ class Store:
         entries: list[tuple[str, dict[str, str]]] = []
         for _stream, items in reply or []:
             for entry_id, fields in items:
-                entries.append((_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}))
+                entries.append((text(entry_id), {text(k): text(v) for k, v in fields.items()}))
         return entries

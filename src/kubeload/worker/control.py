@@ -1,4 +1,4 @@
-"""The run's control plane as a worker sees it: wait for the plan, notice a stop.
+"""The run's control plane as a worker process sees it: notice a stop, a new plan, a new membership.
 
 A stop is the `stop` key's presence or a "stop" message on the `control` channel; the channel
 makes it immediate, the key makes it reliable (a message sent while the subscription was down
@@ -16,31 +16,13 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ..protocol import Plan, RunKeys
+from ..protocol import RunKeys, text
 
-__all__ = ["StopWatcher", "wait_for_plan"]
+__all__ = ["StopWatcher"]
 
 log = logging.getLogger(__name__)
 
 _ERRORS = (RedisError, OSError, TimeoutError)
-
-
-async def wait_for_plan(client: Any, keys: RunKeys, stop: asyncio.Event, poll_s: float = 0.25) -> Plan | None:
-    """The run's plan, once it exists; None when `stop` is set first."""
-    warned = False
-    while not stop.is_set():
-        try:
-            raw = await client.get(keys.plan)
-        except _ERRORS as error:
-            if not warned:
-                log.warning("waiting for Redis to read the plan: %s", type(error).__name__)
-                warned = True
-            raw = None
-        if raw is not None:
-            return Plan.from_json(raw)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), poll_s)
-    return None
 
 
 class StopWatcher:
@@ -89,13 +71,12 @@ class StopWatcher:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
-                    data = message.get("data")
-                    text = data.decode() if isinstance(data, bytes) else str(data)
-                    if text == "stop":
+                    command = text(message.get("data"))
+                    if command == "stop":
                         self._stopped("control channel")
-                    elif text == "plan":
+                    elif command == "plan":
                         self._on_plan()
-                    elif text == "membership":
+                    elif command == "membership":
                         self._on_membership()
             except _ERRORS:
                 await asyncio.sleep(backoff)

@@ -26,7 +26,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..protocol import RunKeys
+from ..protocol import RunKeys, text
 
 __all__ = ["TokenCache"]
 
@@ -37,10 +37,6 @@ _SAMPLES_KEPT = 1000
 # Reconnecting is one connection attempt per process: cheap, and a short cap matters more
 # than politeness when tokens are short-lived.
 _RECONNECT_MAX = 0.5
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -208,7 +204,7 @@ class TokenCache:
             try:
                 await pubsub.subscribe(self._keys.token_events)
                 async for message in pubsub.listen():
-                    kind = _text(message.get("type"))
+                    kind = text(message.get("type"))
                     if kind == "subscribe":
                         # A (re)subscription: anything published while we were away is only
                         # in the hash now.
@@ -240,20 +236,20 @@ class TokenCache:
     async def _read_hash(self) -> None:
         assert self._client is not None
         raw: Any = await self._client.hgetall(self._keys.token)
-        fields = {_text(k): _text(v) for k, v in raw.items()}
+        fields = {text(k): text(v) for k, v in raw.items()}
         if "version" not in fields or "header" not in fields:
             return  # no token yet: the publish of the first one will come on the channel
         self._apply(int(fields["version"]), fields["header"],
                     float(fields.get("expiresAt", 0)), float(fields.get("obtainedAt", 0)))
 
     async def _on_message(self, data: Any) -> None:
-        text = _text(data)
-        if text.isdigit():  # a bare version: read the token from the hash
-            if int(text) > self._version:
+        body = text(data)
+        if body.isdigit():  # a bare version: read the token from the hash
+            if int(body) > self._version:
                 await self._read_hash()
             return
         try:
-            event = json.loads(text)
+            event = json.loads(body)
             self._apply(int(event["v"]), str(event["h"]), float(event.get("e", 0)),
                         float(event.get("o", 0)),
                         published_at=float(event["p"]) if "p" in event else None)
