@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -118,10 +117,10 @@ class RefresherKeeper:
         if self._auth is None or self._auth.on_expired != "Fail" or stopping:
             return None
         try:
-            raw: Any = await client.hget(self._keys.token, "expiresAt")
+            expires_at = await RefresherStore(client, self._keys, self._holder).token_expires_at()
         except (aioredis.ConnectionError, aioredis.TimeoutError):
             return None
-        if raw is not None and float(raw) <= time.time():
+        if expires_at is not None and expires_at <= time.time():
             return (f"the token expired: the refresher exited {REFRESHER_RESTARTS + 1} times "
                     "and was not started again (auth.onExpired: Fail)")
         return None

@@ -300,8 +300,10 @@ class LocalRun:
         if self.spec.auth is None:
             return None
         try:
-            raw: Any = await client.hgetall(self.keys.token_stats)
-            token: Any = await client.hmget(self.keys.token, ["version", "obtainedAt"])
+            pipe = client.pipeline(transaction=False)
+            pipe.hgetall(self.keys.token_stats)
+            pipe.hmget(self.keys.token, ["version", "obtainedAt"])
+            raw, token = await pipe.execute()
         except (aioredis.ConnectionError, aioredis.TimeoutError):
             return None
         stats = {k.decode(): v.decode() for k, v in raw.items()}
