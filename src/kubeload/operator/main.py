@@ -21,6 +21,8 @@ import argparse
 import os
 from typing import Any
 
+from .settings import OperatorSettings
+
 __all__ = ["register"]
 
 
@@ -52,9 +54,13 @@ def register(sub: Any) -> None:
     parser.add_argument("--default-worker-resources", type=_resources, metavar="JSON",
                         default=os.environ.get("KUBELOAD_DEFAULT_WORKER_RESOURCES") or None,
                         help='e.g. {"limits": {"cpu": "1", "memory": "1Gi"}}')
-    parser.add_argument("--interval", type=float, default=_env_float("KUBELOAD_RECONCILE_INTERVAL", 2.0))
-    parser.add_argument("--start-delay", type=float, default=_env_float("KUBELOAD_START_DELAY", 5.0))
-    parser.add_argument("--pod-start-lead", type=float, default=_env_float("KUBELOAD_POD_START_LEAD", 15.0))
+    defaults = OperatorSettings()
+    parser.add_argument("--interval", type=float,
+                        default=_env_float("KUBELOAD_RECONCILE_INTERVAL", defaults.reconcile_interval))
+    parser.add_argument("--start-delay", type=float,
+                        default=_env_float("KUBELOAD_START_DELAY", defaults.start_delay))
+    parser.add_argument("--pod-start-lead", type=float,
+                        default=_env_float("KUBELOAD_POD_START_LEAD", defaults.pod_start_lead))
     parser.add_argument("--service-map", default=os.environ.get("KUBELOAD_SERVICE_MAP"))
     parser.add_argument("--liveness", default=os.environ.get("KUBELOAD_LIVENESS"))
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("KUBELOAD_METRICS_PORT", "0")))
@@ -71,7 +77,6 @@ def _run(args: argparse.Namespace) -> int:
 
     from .. import observability
     from .handlers import build_registry
-    from .settings import OperatorSettings
 
     settings = OperatorSettings()
     overrides: dict[str, Any] = {

@@ -11,13 +11,12 @@ from .builders import COMPONENT_LABEL, SECRET_PASSWORD_KEY, SECRET_SPEC_KEY
 from .model import DeploymentState, JobState, PodIssue
 from .status import parse_iso
 
-__all__ = ["deployment_state", "job_state", "pod_issues", "secret_value", "secret_values"]
+__all__ = ["IMAGE_PULL_REASONS", "deployment_state", "job_state", "pod_issues", "secret_value", "secret_values"]
 
+# Pod waiting reasons that mean the image will not come without a change.
+IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 # Waiting reasons worth reporting (anything else, e.g. ContainerCreating, is normal progress).
-_WAITING = frozenset({
-    "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull",
-    "CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff",
-})
+_WAITING = IMAGE_PULL_REASONS | {"CreateContainerConfigError", "CreateContainerError", "CrashLoopBackOff"}
 
 
 def deployment_state(obj: Mapping[str, Any] | None) -> DeploymentState | None:

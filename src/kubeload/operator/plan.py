@@ -51,6 +51,7 @@ from ..schedule import (
 from ..summary import build_summary
 from .builders import (
     ABORT_ANNOTATION,
+    MUTABLE_FIELDS,
     Owner,
     child_names,
     network_policy,
@@ -64,20 +65,20 @@ from .builders import (
     workers_job,
 )
 from .model import ChildRef, Decision, Final, Observed, PodIssue, StopRecord
+from .observe import IMAGE_PULL_REASONS
 from .settings import OperatorSettings
 from .status import SPEC_CHANGE_REFUSED, Cond, events_for, iso, merge_conditions
 
 __all__ = ["changed_fields", "desired_parallelism", "effective_spec", "plan"]
 
 _DEFAULT_SETTINGS = OperatorSettings()
-# Pod waiting reasons that mean the image will not come without a change.
+# Pod issue reasons that mean a container crashed.
 _CRASH_REASONS = frozenset({"CrashLoopBackOff", "Error"})
-_IMAGE_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 
 
 def changed_fields(pinned: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Top-level spec fields that differ, mutable ones (abort, cleanup) excluded."""
-    keys = sorted((set(pinned) | set(current)) - {"abort", "cleanup"})
+    keys = sorted((set(pinned) | set(current)) - set(MUTABLE_FIELDS))
     return [k for k in keys if pinned.get(k) != current.get(k)]
 
 
@@ -120,7 +121,7 @@ def _pod_failure(issues: Sequence[PodIssue], now: float, timeout: float) -> PodI
 
 
 def _issue_reason(issue: PodIssue) -> str:
-    if issue.reason in _IMAGE_REASONS:
+    if issue.reason in IMAGE_PULL_REASONS:
         return Reason.IMAGE_PULL_FAILED.value
     if issue.reason == "Unschedulable":
         return Reason.UNSCHEDULABLE.value
@@ -278,18 +279,7 @@ def _status_body(
         "droppedIterations": metrics.dropped_iterations,
         "latency": {k: round(getattr(metrics, k), 3) for k in ("p50", "p90", "p95", "p99", "max")},
     })
-    token = _token_summary(observed, now)
-    status["token"] = {
-        "version": token["version"],
-        "ageSeconds": token["ageSeconds"],
-        "expiresInSeconds": token["expiresInSeconds"],
-        "refreshes": token["refreshes"],
-        "failures": token["failures"],
-        "forced": token["forced"],
-        "unauthorized": token["unauthorized"],
-        "holder": token["holder"],
-        "failovers": token["failovers"],
-    }
+    status["token"] = _token_summary(observed, now)
     status["thresholds"] = [
         {"metric": v.metric, "condition": v.condition, "ok": v.ok}
         | ({"observed": round(v.observed, 6)} if v.observed is not None else {})
@@ -326,7 +316,7 @@ def _finalize(
     membership = observed.redis.membership if observed.redis is not None else Membership()
     workers = {"planned": parallelism, "failed": observed.job.failed if observed.job else 0,
                "processesLost": len(membership.ever_lost)}
-    summary = build_summary(observed.metrics.metrics, verdicts, result_verdict, _token_summary(observed, now),
+    summary = build_summary(observed.metrics.metrics, verdicts, result_verdict, status["token"],
                             reason=message, workers=workers)
     return Final(summary=summary, result={"status": status, "completedAt": now})
 

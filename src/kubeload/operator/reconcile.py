@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ from .builders import (
 )
 from .fleet import FleetMetrics, view
 from .kube import ApiError, Kube
-from .model import Decision, Observed, RedisState, StopRecord
+from .model import Decision, Observed, StopRecord
 from .observe import deployment_state, job_state, pinned_spec, pod_issues, redis_password, secret_value
 from .plan import effective_spec, plan
 from .redisio import RunRedis, load_service_map, map_url
@@ -155,15 +155,15 @@ class Reconciler:
         if result is not None:
             return observed, None
         pods = await self.kube.list("Pod", ns, {LOADTEST_LABEL: owner.name})
-        observed = _with(observed, pod_issues=pod_issues(pods))
+        observed = replace(observed, pod_issues=pod_issues(pods))
 
         redis = await self._redis(owner, effective, secret, run)
         if redis is None:
             return observed, None
         state = await redis.observe()
         if state.reachable and state.plan is not None:
-            state = await self._read_metrics(body, redis, run, state, data)
-        return _with(observed, redis=state, metrics=view(run.fleet)), redis
+            await self._read_metrics(body, redis, run, data)
+        return replace(observed, redis=state, metrics=view(run.fleet)), redis
 
     async def _redis(self, owner: Owner, spec: LoadTestSpec, secret: Mapping[str, Any] | None,
                      run: _Run) -> RunRedis | None:
@@ -182,13 +182,13 @@ class Reconciler:
             run.redis_key = (url, password)
         return run.redis
 
-    async def _read_metrics(self, body: Mapping[str, Any], redis: RunRedis, run: _Run, state: RedisState,
-                            summary_data: Mapping[str, str]) -> RedisState:
+    async def _read_metrics(self, body: Mapping[str, Any], redis: RunRedis, run: _Run,
+                            summary_data: Mapping[str, str]) -> None:
         try:
             last, merged = await redis.read_metrics(run.fleet.totals, run.fleet.last_id)
         except Exception as exc:
             log.warning("reading the metrics stream failed: %s", exc)
-            return state
+            return
         run.fleet.last_id = last
         run.fleet.entries += merged
         if not run.replayed:
@@ -198,7 +198,6 @@ class Reconciler:
                 await self.kube.event(body, "Warning", "MetricsTrimmed",
                                       f"the metrics stream holds {run.fleet.entries} deltas, fewer than the "
                                       f"{checkpoint['entries']} already merged before a restart")
-        return state
 
     # ---------------------------------------------------------------------------- act
 
@@ -297,9 +296,3 @@ class Reconciler:
                 await run.redis.close()
             except Exception as exc:
                 log.debug("closing a Redis client: %s", exc)
-
-
-def _with(observed: Observed, **changes: Any) -> Observed:
-    from dataclasses import replace
-
-    return replace(observed, **changes)

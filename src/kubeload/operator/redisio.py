@@ -104,26 +104,25 @@ class RunRedis:
             token_stats={_text(k): _text(v)[:500] for k, v in (stats or {}).items()},
             plan=plan,
             stop=_parse_stop(stop_raw) if stop_raw is not None else None,
-            heartbeats=await self._heartbeats(),
+            heartbeats=await self._heartbeats(plan),
             membership=Membership.from_json(membership_raw),
         )
 
-    async def _heartbeats(self) -> tuple[Heartbeat, ...]:
-        names = [key async for key in self.client.scan_iter(match=self.keys.workers_pattern, count=500)]
-        if not names:
+    async def _heartbeats(self, plan: Plan | None) -> tuple[Heartbeat, ...]:
+        """The workers' heartbeats: one MGET of the plan's worker keys (no plan: no workers yet)."""
+        if plan is None or plan.workers <= 0:
             return ()
-        values = await self.client.mget(names)
+        values = await self.client.mget([self.keys.worker(w) for w in range(plan.workers)])
         beats = []
-        for key, raw in zip(names, values, strict=True):
+        for index, raw in enumerate(values):
             if raw is None:
                 continue
             try:
                 data = json.loads(raw)
-                index = int(_text(key).rsplit(":", 1)[1])
-            except (ValueError, IndexError):
+            except ValueError:
                 continue
             beats.append(Heartbeat(index, int(data.get("vus", 0)), float(data.get("at", 0.0))))
-        return tuple(sorted(beats, key=lambda b: b.index))
+        return tuple(beats)
 
     async def write_plan(self, plan: Plan) -> bool:
         """SET NX: a plan already there (another reconcile wrote it) is the run's plan."""
