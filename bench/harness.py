@@ -111,8 +111,7 @@ class WorkerRun:
         from kubeload.metrics import MetricsTotals, parse_entry
 
         totals = MetricsTotals()
-        for _, fields in self.redis.client().xrange(self.keys.metrics):
-            totals.add(parse_entry(fields))
+        totals.add_all(parse_entry(f) for _, f in self.redis.client().xrange(self.keys.metrics))
         merged = totals.requests()
         return WorkerResult(merged.reqs, merged.failed, self.seconds, merged.percentile_ms(50),
                             merged.percentile_ms(99), exit_code)

@@ -110,15 +110,20 @@ def _delta(before: Counter[str], after: Counter[str]) -> Counter[str]:
     return +delta
 
 
+def _client_credentials(url: str) -> dict[str, Any]:
+    """The spec's auth block: client credentials at the demo auth server `url`."""
+    return {"grant": "client_credentials", "tokenURL": url + "/oauth/token",
+            "clientID": {"value": "demo-client"}, "clientSecret": {"value": "demo-secret"}}
+
+
 def run_kubeload(args: argparse.Namespace) -> dict[str, Any]:
-    from kubeload.protocol import Plan
+    from kubeload.protocol import Plan, RunKeys
 
     run_id = uuid.uuid4().hex[:8]
     run = f"bench/token/{run_id}"
     with bench_redis(core=None) as server, demo_target(args.token_lifetime) as url:
         env = dict(os.environ, KUBELOAD_REDIS_PASSWORD=PASSWORD)
-        auth = {"grant": "client_credentials", "tokenURL": url + "/oauth/token",
-                "clientID": {"value": "demo-client"}, "clientSecret": {"value": "demo-secret"}}
+        auth = _client_credentials(url)
         spec = {"target": {"baseURL": url}, "requests": [{"name": "items", "path": "/api/items"}],
                 "load": {"executor": "constant-vus", "vus": args.vus, "duration": f"{args.seconds}s",
                          "thinkTime": args.think_time},
@@ -130,7 +135,7 @@ def run_kubeload(args: argparse.Namespace) -> dict[str, Any]:
             before = commandstats(server)
             served_before = _http_json(url + "/_control/stats")["served"]
             plan = Plan(run_id=run_id, start_at=time.time() + 4.0, workers=args.workers, spec=spec)
-            server.client().set(f"kubeload:{{{run}}}:plan", plan.to_json())
+            server.client().set(RunKeys(*run.split("/")).plan, plan.to_json())
             workers = [subprocess.Popen(
                 [KUBELOAD, "worker", "--redis-url", server.url, "--run", run, "--index", str(i),
                  "--processes", str(args.processes), "--id", f"w{i}"],
@@ -232,7 +237,7 @@ def run_loop(args: argparse.Namespace, mode: str) -> dict[str, Any]:
             refresher = _start_refresher(server, url, run)
         before = commandstats(server)
         processes = args.workers * args.processes
-        think = parse_duration(args.think_time) if args.think_time != "0s" else 0.0
+        think = parse_duration(args.think_time)
         children = [subprocess.Popen(
             [sys.executable, __file__, "--loop-child", mode, url, server.url, run,
              str(args.vus // processes + (i < args.vus % processes)), str(args.seconds), str(think)],
@@ -251,8 +256,7 @@ def _start_refresher(server: BenchRedis, url: str, run: str, spec: dict[str, Any
                      ) -> subprocess.Popen[bytes]:
     import urllib.request
 
-    auth = {"grant": "client_credentials", "tokenURL": url + "/oauth/token",
-            "clientID": {"value": "demo-client"}, "clientSecret": {"value": "demo-secret"}}
+    auth = _client_credentials(url)
     spec_file = Path(tempfile.mkdtemp()) / "spec.json"
     spec_file.write_text(json.dumps({"spec": spec or {"auth": auth}}))
     probe = free_port()

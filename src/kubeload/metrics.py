@@ -57,6 +57,13 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(HISTOGRAM_MIN_US, HISTOGRAM_MAX_US, HISTOGRAM_SIGNIFICANT_DIGITS)
 
 
+def _percentile_ms(histogram: HdrHistogram, percentile: float) -> float:
+    """The duration at `percentile` of `histogram` (µs) in milliseconds; 0.0 when it is empty."""
+    if histogram.get_total_count() == 0:
+        return 0.0
+    return float(histogram.get_value_at_percentile(percentile)) / 1000.0
+
+
 def _add_counts(into: dict[str, int], more: Mapping[str, Any]) -> None:
     for key, value in more.items():
         into[key] = into.get(key, 0) + int(value)
@@ -94,16 +101,8 @@ class RequestTotals:
         if histogram is not None:
             self.histogram.add(histogram)
 
-    def merge(self, other: RequestTotals) -> None:
-        self.add({"reqs": other.reqs, "failed": other.failed, "status": other.status,
-                  "failures": other.failures, "sent": other.sent, "received": other.received,
-                  "sum_us": other.sum_us, "min_us": other.min_us, "max_us": other.max_us},
-                 other.histogram)
-
     def percentile_ms(self, percentile: float) -> float:
-        if self.histogram.get_total_count() == 0:
-            return 0.0
-        return float(self.histogram.get_value_at_percentile(percentile)) / 1000.0
+        return _percentile_ms(self.histogram, percentile)
 
     def duration_values(self, percentiles: Iterable[float] = SUMMARY_PERCENTILES) -> dict[str, float]:
         """k6's trend aggregations of http_req_duration, in milliseconds ({} without samples)."""
@@ -148,9 +147,7 @@ class IntervalPoint:
         return self.reqs / self.seconds
 
     def percentile_ms(self, percentile: float) -> float:
-        if self.histogram.get_total_count() == 0:
-            return 0.0
-        return float(self.histogram.get_value_at_percentile(percentile)) / 1000.0
+        return _percentile_ms(self.histogram, percentile)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +180,7 @@ class MetricsTotals:
 
     def __init__(self) -> None:
         self.by_name: dict[str, RequestTotals] = {}
+        self.overall = RequestTotals()  # all request names together, kept beside `by_name`
         self.counters: dict[str, int] = {}
         self.iterations = 0
         self.dropped_iterations = 0
@@ -230,6 +228,7 @@ class MetricsTotals:
             encoded = part.get("hist")
             histogram = HdrHistogram.decode(encoded) if encoded else None
             self.by_name.setdefault(name, RequestTotals()).add(part, histogram)
+            self.overall.add(part, histogram)
             point.reqs += int(part.get("reqs", 0))
             point.failed += int(part.get("failed", 0))
             if histogram is not None:
@@ -249,13 +248,13 @@ class MetricsTotals:
         return max(self.last_end - self.first_start, 1e-9)
 
     def requests(self, name: str | None = None) -> RequestTotals:
-        """Totals of one request name, or of all requests when `name` is None."""
+        """Totals of one request name, or of all requests when `name` is None.
+
+        The totals of all requests are the live `overall` object: read it, do not change it.
+        """
         if name is not None:
             return self.by_name.get(name, RequestTotals())
-        total = RequestTotals()
-        for part in self.by_name.values():
-            total.merge(part)
-        return total
+        return self.overall
 
     def gauge(self, name: str) -> dict[str, float]:
         """A per-process gauge (e.g. `token_version`) across the fleet's latest reports:
@@ -285,6 +284,10 @@ class MetricsTotals:
         Durations in milliseconds; `p(N)` for any N the caller asks for besides 90/95/99.
         """
         seconds = self.seconds
+
+        def counted(count: int) -> dict[str, float]:
+            return {"count": float(count), "rate": count / seconds if seconds else 0.0}
+
         if metric == "http_req_duration":
             return self.requests(name).duration_values(percentiles)
         if metric in ("http_reqs", "http_req_failed", "data_sent", "data_received"):
@@ -296,12 +299,12 @@ class MetricsTotals:
                         "fails": float(totals.reqs - totals.failed)}
             count = {"http_reqs": totals.reqs, "data_sent": totals.sent,
                      "data_received": totals.received}[metric]
-            return {"count": float(count), "rate": count / seconds if seconds else 0.0}
+            return counted(count)
         if metric in ("iterations", "dropped_iterations"):
             count = self.iterations if metric == "iterations" else self.dropped_iterations
             if not self.intervals:
                 return {}
-            return {"count": float(count), "rate": count / seconds if seconds else 0.0}
+            return counted(count)
         if metric in ("vus", "vus_max"):
             if not self.intervals:
                 return {}
@@ -310,7 +313,7 @@ class MetricsTotals:
                     "min": float(min(series)), "max": float(max(series))}
         if metric in self.counters:
             count = self.counters[metric]
-            return {"count": float(count), "rate": count / seconds if seconds else 0.0}
+            return counted(count)
         return {}
 
     def lookup(self, metric: str, name: str | None) -> Mapping[str, float]:

@@ -392,6 +392,15 @@ def _manifest(name: str, target: Target) -> dict[str, Any]:
     return document
 
 
+def _plain_manifest(target: Target, name: str) -> dict[str, Any]:
+    """operator-abort-on-fail.yaml renamed to `name`, without thresholds, requesting only `/`."""
+    manifest = _manifest("operator-abort-on-fail.yaml", target)
+    manifest["metadata"]["name"] = name
+    manifest["spec"]["thresholds"] = []
+    manifest["spec"]["requests"] = [{"name": "home", "path": "/"}]
+    return manifest
+
+
 def _lt(cp: ControlPlane, ns: str, name: str) -> dict[str, Any]:
     result: dict[str, Any] = cp.get(LOADTESTS, name, "-n", ns)
     return result
@@ -565,10 +574,7 @@ def test_operator_restart_mid_run_resumes_without_duplicates(harness: tuple[PodR
 def test_abort_annotation_ends_aborted(harness: tuple[PodRunner, Operator], namespace: str, target: Target) -> None:
     runner, _ = harness
     cp = runner.cp
-    manifest = _manifest("operator-abort-on-fail.yaml", target)
-    manifest["metadata"]["name"] = "aborted"
-    manifest["spec"]["thresholds"] = []
-    manifest["spec"]["requests"] = [{"name": "home", "path": "/"}]
+    manifest = _plain_manifest(target, "aborted")
     cp.apply(manifest, namespace=namespace)
     wait_for(lambda: _status(cp, namespace, "aborted").get("requests", 0) > 0, timeout=90, what="load")
     cp.kubectl("annotate", "lt", "aborted", "-n", namespace, "kubeload.dev/abort=true")
@@ -582,10 +588,7 @@ def test_spec_change_after_start_is_refused(harness: tuple[PodRunner, Operator],
                                             target: Target) -> None:
     runner, _ = harness
     cp = runner.cp
-    manifest = _manifest("operator-abort-on-fail.yaml", target)
-    manifest["metadata"]["name"] = "pinned"
-    manifest["spec"]["thresholds"] = []
-    manifest["spec"]["requests"] = [{"name": "home", "path": "/"}]
+    manifest = _plain_manifest(target, "pinned")
     cp.apply(manifest, namespace=namespace)
     _wait_phase(cp, namespace, "pinned", ("Running",), timeout=90)
     cp.kubectl("patch", "lt", "pinned", "-n", namespace, "--type=merge", "-p",
@@ -606,10 +609,7 @@ def test_shared_token_from_the_refresher(harness: tuple[PodRunner, Operator], na
     cp = runner.cp
     cp.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-creds", "namespace": namespace},
               "stringData": {"secret": "client-secret-value"}}, namespace=namespace)
-    manifest = _manifest("operator-abort-on-fail.yaml", target)
-    manifest["metadata"]["name"] = "auth"
-    manifest["spec"]["thresholds"] = []
-    manifest["spec"]["requests"] = [{"name": "home", "path": "/"}]
+    manifest = _plain_manifest(target, "auth")
     manifest["spec"]["load"]["duration"] = "6s"
     manifest["spec"]["cleanup"] = {"policy": "Never"}  # the refresher Deployment is inspected below
     manifest["spec"]["auth"] = {

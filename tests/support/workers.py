@@ -99,8 +99,7 @@ class HeartbeatSampler:
 
 def read_totals(server: RedisServer, keys: RunKeys) -> MetricsTotals:
     totals = MetricsTotals()
-    for _, fields in client_for(server).xrange(keys.metrics):
-        totals.add(parse_entry(fields))
+    totals.add_all(parse_entry(f) for _, f in client_for(server).xrange(keys.metrics))
     return totals
 
 
