@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONSTRAINTS := worker-image/constraints.txt hack/dev-constraints.txt
 CLUSTER_DIR ?= .cluster
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REGISTRY ?= ghcr.io/kubeload
@@ -16,9 +17,9 @@ help: ## list the targets
 
 setup: system-deps $(STAMP) ## create .venv with kubeload and its dev tools; install redis-server if missing
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check $(addprefix --constraint ,$(CONSTRAINTS)) -e '.[dev]'
 	touch $(STAMP)
 
 system-deps: ## install the Debian packages the project needs when they are missing

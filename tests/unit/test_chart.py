@@ -478,21 +478,46 @@ def test_dockerignore_lets_in_what_the_dockerfiles_copy() -> None:
                         assert source in allowed, f"{dockerfile} copies {source}, which .dockerignore leaves out"
 
 
-def test_image_constraints_satisfy_pyproject() -> None:
-    from packaging.requirements import Requirement
-
+def _pins(path: Path) -> dict[str, str]:
     pins: dict[str, str] = {}
-    for line in (ROOT / "worker-image" / "constraints.txt").read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line and not line.startswith("#"):
             name, version = line.split("==")
-            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
-    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+            pins[_normalized(name)] = version
+    return pins
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _assert_pinned(requirements: list[str], pins: dict[str, str], where: str) -> None:
+    from packaging.requirements import Requirement
+
+    for requirement in requirements:
         req = Requirement(requirement)
         if req.marker and not req.marker.evaluate({"sys_platform": "linux"}):
             continue
-        name = re.sub(r"[-_.]+", "-", req.name).lower()
-        assert name in pins, f"worker-image/constraints.txt does not pin {req.name}"
+        name = _normalized(req.name)
+        assert name in pins, f"{where} does not pin {req.name}"
         assert req.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]} does not meet {req}"
+
+
+def test_image_constraints_satisfy_pyproject() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    _assert_pinned(project["dependencies"], _pins(ROOT / "worker-image" / "constraints.txt"),
+                   "worker-image/constraints.txt")
+
+
+def test_dev_constraints_pin_the_dev_extra_and_nothing_the_image_pins() -> None:
+    """`make setup` installs with both files: the tests run on the images' pins plus pinned tools."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = _pins(ROOT / "worker-image" / "constraints.txt")
+    dev = _pins(ROOT / "hack" / "dev-constraints.txt")
+    assert not runtime.keys() & dev.keys(), "pinned in both constraint files"
+    _assert_pinned(project["optional-dependencies"]["dev"], dev, "hack/dev-constraints.txt")
+    makefile = (ROOT / "Makefile").read_text()
+    assert "CONSTRAINTS := worker-image/constraints.txt hack/dev-constraints.txt" in makefile
 
 
 @pytest.mark.parametrize("command", [["--version"], ["worker", "--help"], ["refresher", "--help"],

@@ -229,7 +229,7 @@ class TokenCache:
                 first = False
             finally:
                 with contextlib.suppress(RedisError, OSError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RECONNECT_MAX)
 
