@@ -48,7 +48,8 @@ manifests: ## render operator/manifests/ (install without Helm) from the chart
 
 images: ## build the worker and operator images (needs a Docker engine), tagged with the package version
 	docker build -f worker-image/Dockerfile --build-arg VERSION=$(VERSION) -t $(REGISTRY)/kubeload:$(VERSION) .
-	docker build -f operator/Dockerfile --build-arg VERSION=$(VERSION) -t $(REGISTRY)/kubeload-operator:$(VERSION) .
+	docker build -f operator/Dockerfile --build-arg VERSION=$(VERSION) \
+		--build-arg KUBELOAD_IMAGE=$(REGISTRY)/kubeload:$(VERSION) -t $(REGISTRY)/kubeload-operator:$(VERSION) .
 
 demo: setup ## run examples/quickstart.yaml against the demo target, with live progress and a report
 	@bash hack/demo.sh
